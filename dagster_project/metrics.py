@@ -1,0 +1,58 @@
+"""Classification metrics for binary probabilities; undefined values come back as None with a reason."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+# Probabilities are clipped before log loss so a confident miss costs a large but finite amount.
+EPSILON = 1e-6
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | int | None | str]:
+    """ROC-AUC, PR-AUC, Brier, log loss, base rate and mean prediction of one sample.
+
+    ROC-AUC and PR-AUC are None when the sample holds one class only (``status`` says so).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    result: dict[str, float | int | None | str] = {
+        "n_rows": int(y.size), "base_rate": None, "mean_prediction": None,
+        "roc_auc": None, "pr_auc": None, "brier": None, "log_loss": None, "status": "ok",
+    }
+    if y.size == 0:
+        result["status"] = "no_labels"
+        return result
+    result["base_rate"] = float(y.mean())
+    result["mean_prediction"] = float(p.mean())
+    result["brier"] = float(brier_score_loss(y, p))
+    result["log_loss"] = float(log_loss(y, np.clip(p, EPSILON, 1 - EPSILON), labels=[0, 1]))
+    if np.unique(y).size < 2:
+        result["status"] = "single_class"
+        return result
+    result["roc_auc"] = float(roc_auc_score(y, p))
+    result["pr_auc"] = float(average_precision_score(y, p))
+    return result
+
+
+def max_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability threshold that maximises F1 on (y, p)."""
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    true_pos = np.cumsum(y_sorted)
+    predicted = np.arange(1, y.size + 1)
+    f1 = 2 * true_pos / (predicted + y.sum())
+    # Only cut where the score changes, so ties fall on one side of the threshold.
+    last_of_tie = np.r_[p_sorted[1:] != p_sorted[:-1], True]
+    best = int(np.argmax(np.where(last_of_tie, f1, -1.0)))
+    return float(p_sorted[best])
+
+
+def decision_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of the decision ``p >= threshold``."""
+    decided = p >= threshold
+    true_pos = float(np.sum(decided & (y == 1)))
+    precision = true_pos / max(float(decided.sum()), 1.0)
+    recall = true_pos / max(float(np.sum(y == 1)), 1.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}

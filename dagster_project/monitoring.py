@@ -1,0 +1,115 @@
+"""Daily monitoring of a scored partition: realised performance once labels landed, and PSI drift of every
+feature and of the score against the training reference of the model that scored the day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from dagster_project.dataset import partition_rows
+from dagster_project.drift import PREDICTION, current_shares, psi
+from dagster_project.metrics import binary_metrics
+from dagster_project.registry import load_model, version_row
+from dagster_project.use_case import UseCase
+from dagster_project.warehouse import ensure_schema, transaction
+
+PERFORMANCE_TABLE = "monitoring.performance_daily"
+DRIFT_TABLE = "monitoring.feature_drift_daily"
+
+
+def ensure_monitoring_tables(con: duckdb.DuckDBPyConnection) -> None:
+    ensure_schema(con, "monitoring")
+    con.execute(
+        f"create table if not exists {PERFORMANCE_TABLE} (partition_date date not null, model_name varchar, "
+        "model_version integer, n_scored integer, n_labelled integer, base_rate double, mean_prediction double, "
+        "roc_auc double, brier double, log_loss double, status varchar not null, computed_at timestamptz, "
+        "primary key (partition_date, model_name))"
+    )
+    con.execute(
+        f"create table if not exists {DRIFT_TABLE} (partition_date date not null, model_name varchar, "
+        "model_version integer, feature varchar not null, kind varchar not null, psi double, threshold double, "
+        "drifted boolean, n_rows integer, computed_at timestamptz, "
+        "primary key (partition_date, model_name, feature))"
+    )
+
+
+@dataclass(frozen=True)
+class DayMonitoring:
+    day: date
+    model_version: int | None
+    status: str
+    roc_auc: float | None
+    drifted_features: list[str]
+
+
+def _scored(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> pl.DataFrame:
+    return con.execute(
+        f"select p.{uc.entity_key}, p.model_name, p.model_version, p.probability, l.{uc.label}::double as label "
+        f"from {uc.predictions_table} p left join {uc.label_model} l "
+        f"on p.{uc.entity_key} = l.{uc.entity_key} and l.{uc.label_available_at} <= ? "
+        f"where p.{uc.partition_column} = ? and p.model_name = ?",
+        [datetime.now(UTC).replace(tzinfo=None), day, uc.model_name],
+    ).pl()
+
+
+def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMonitoring:
+    """Compute and replace the day's performance and drift rows (one transaction for both tables)."""
+    scored = _scored(con, uc, day)
+    computed_at = datetime.now(UTC)
+    if scored.height == 0:
+        with transaction(con):
+            for table in (PERFORMANCE_TABLE, DRIFT_TABLE):
+                con.execute(f"delete from {table} where partition_date = ? and model_name = ?",
+                            [day, uc.model_name])
+        return DayMonitoring(day, None, "not_scored", None, [])
+    versions = scored.get_column("model_version").unique().to_list()
+    if len(versions) != 1:
+        raise ValueError(f"{uc.predictions_table}: day {day} was scored by several versions {versions}; "
+                         f"rescore the day before monitoring it")
+    version = int(versions[0])
+    model = load_model(version_row(con, uc.model_name, version))
+
+    labelled = scored.filter(pl.col("label").is_not_null())
+    metrics = binary_metrics(labelled.get_column("label").to_numpy(), labelled.get_column("probability").to_numpy())
+    status = metrics["status"]
+    if status == "ok" and labelled.height < uc.min_rows:
+        status = "insufficient_data"
+    performance = {
+        "partition_date": day, "model_name": uc.model_name, "model_version": version,
+        "n_scored": scored.height, "n_labelled": labelled.height, "base_rate": metrics["base_rate"],
+        "mean_prediction": float(scored.get_column("probability").mean()), "roc_auc": metrics["roc_auc"],
+        "brier": metrics["brier"], "log_loss": metrics["log_loss"], "status": status, "computed_at": computed_at,
+    }
+
+    features = partition_rows(con, uc, day, day, model.signature.features)
+    drift_rows = []
+    for feature, reference in model.reference_profile.items():
+        values = scored.get_column("probability") if feature == PREDICTION else features.get_column(feature)
+        value = psi(reference["shares"], current_shares(reference, values))
+        drift_rows.append({
+            "partition_date": day, "model_name": uc.model_name, "model_version": version, "feature": feature,
+            "kind": "prediction" if feature == PREDICTION else reference["kind"], "psi": value,
+            "threshold": uc.psi_threshold, "drifted": value > uc.psi_threshold, "n_rows": values.len(),
+            "computed_at": computed_at,
+        })
+    with transaction(con):
+        con.execute(f"delete from {PERFORMANCE_TABLE} where partition_date = ? and model_name = ?",
+                    [day, uc.model_name])
+        con.execute(f"delete from {DRIFT_TABLE} where partition_date = ? and model_name = ?",
+                    [day, uc.model_name])
+        _insert(con, PERFORMANCE_TABLE, pa.Table.from_pylist([performance]))
+        _insert(con, DRIFT_TABLE, pa.Table.from_pylist(drift_rows))
+    drifted = [r["feature"] for r in drift_rows if r["drifted"]]
+    return DayMonitoring(day, version, status, metrics["roc_auc"], drifted)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+    con.register("_monitoring_rows", rows)
+    try:
+        con.execute(f"insert into {table} by name select * from _monitoring_rows")
+    finally:
+        con.unregister("_monitoring_rows")

@@ -1,0 +1,1 @@
+"""Streamlit monitoring app (read-only) and the queries behind it."""
