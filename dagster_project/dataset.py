@@ -27,19 +27,28 @@ def check_feature_model(con: duckdb.DuckDBPyConnection, uc: UseCase) -> None:
     """Every column the YAML names must exist in the feature and label models."""
     required = [uc.entity_key, uc.partition_column, uc.baseline_score, *uc.features, *uc.segment_columns]
     check_columns(uc, uc.feature_model, relation_columns(con, uc.feature_model), required)
-    check_columns(uc, uc.label_model, relation_columns(con, uc.label_model),
-                  [uc.entity_key, uc.label, uc.label_available_at])
+    check_columns(
+        uc,
+        uc.label_model,
+        relation_columns(con, uc.label_model),
+        [uc.entity_key, uc.label, uc.label_available_at],
+    )
 
 
 def _feature_select(uc: UseCase, features: list[str] | None = None) -> str:
-    columns = dict.fromkeys([uc.entity_key, uc.partition_column, *uc.segment_columns, uc.baseline_score,
-                             *(uc.features if features is None else features)])
+    columns = dict.fromkeys(
+        [
+            uc.entity_key,
+            uc.partition_column,
+            *uc.segment_columns,
+            uc.baseline_score,
+            *(uc.features if features is None else features),
+        ]
+    )
     return ", ".join(f"f.{c}" for c in columns)
 
 
-def labelled_rows(
-    con: duckdb.DuckDBPyConnection, uc: UseCase, start: date, end: date, as_of: date
-) -> pl.DataFrame:
+def labelled_rows(con: duckdb.DuckDBPyConnection, uc: UseCase, start: date, end: date, as_of: date) -> pl.DataFrame:
     """Features and labels of partitions ``start..end`` whose label had landed by the start of ``as_of``."""
     cutoff = datetime.combine(as_of, time())
     return con.execute(
@@ -75,9 +84,9 @@ def encode(frame: pl.DataFrame, numeric: list[str], levels: dict[str, list[str]]
     """Feature matrix in model order: numeric as float, categoricals as level codes; unseen or null -> NaN."""
     expressions = [pl.col(c).cast(pl.Float64) for c in numeric]
     expressions += [
-        pl.col(c).cast(pl.String).replace_strict(
-            values, list(range(len(values))), default=None, return_dtype=pl.Float64
-        )
+        pl.col(c)
+        .cast(pl.String)
+        .replace_strict(values, list(range(len(values))), default=None, return_dtype=pl.Float64)
         for c, values in levels.items()
     ]
     return frame.select(expressions).to_numpy().astype(np.float64, copy=False)

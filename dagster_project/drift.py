@@ -36,8 +36,11 @@ def numeric_shares(values: np.ndarray, edges: list[float]) -> list[float]:
 
 def categorical_reference(values: pl.Series) -> dict:
     shares = categorical_shares(values, None)
-    return {"kind": "categorical", "levels": [k for k in shares if k not in (NULL_BIN, OTHER_BIN)],
-            "shares": list(shares.values())}
+    return {
+        "kind": "categorical",
+        "levels": [k for k in shares if k not in (NULL_BIN, OTHER_BIN)],
+        "shares": list(shares.values()),
+    }
 
 
 def categorical_shares(values: pl.Series, levels: list[str] | None) -> dict[str, float]:

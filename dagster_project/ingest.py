@@ -52,10 +52,25 @@ FLIGHTS = Source(
     name="flights",
     file="flights.csv.zip",
     columns={
-        "year": INT, "month": INT, "day": INT, "dep_time": INT, "sched_dep_time": INT, "dep_delay": DBL,
-        "arr_time": INT, "sched_arr_time": INT, "arr_delay": DBL, "carrier": TXT, "flight": INT,
-        "tailnum": TXT, "origin": TXT, "dest": TXT, "air_time": DBL, "distance": DBL, "hour": INT,
-        "minute": INT, "time_hour": TSZ,
+        "year": INT,
+        "month": INT,
+        "day": INT,
+        "dep_time": INT,
+        "sched_dep_time": INT,
+        "dep_delay": DBL,
+        "arr_time": INT,
+        "sched_arr_time": INT,
+        "arr_delay": DBL,
+        "carrier": TXT,
+        "flight": INT,
+        "tailnum": TXT,
+        "origin": TXT,
+        "dest": TXT,
+        "air_time": DBL,
+        "distance": DBL,
+        "hour": INT,
+        "minute": INT,
+        "time_hour": TSZ,
     },
     schema=pa.DataFrameSchema(
         {
@@ -88,9 +103,21 @@ WEATHER = Source(
     name="weather",
     file="weather.csv",
     columns={
-        "origin": TXT, "year": INT, "month": INT, "day": INT, "hour": INT, "temp": DBL, "dewp": DBL,
-        "humid": DBL, "wind_dir": DBL, "wind_speed": DBL, "wind_gust": DBL, "precip": DBL,
-        "pressure": DBL, "visib": DBL, "time_hour": TSZ,
+        "origin": TXT,
+        "year": INT,
+        "month": INT,
+        "day": INT,
+        "hour": INT,
+        "temp": DBL,
+        "dewp": DBL,
+        "humid": DBL,
+        "wind_dir": DBL,
+        "wind_speed": DBL,
+        "wind_gust": DBL,
+        "precip": DBL,
+        "pressure": DBL,
+        "visib": DBL,
+        "time_hour": TSZ,
     },
     schema=pa.DataFrameSchema(
         {
@@ -118,8 +145,15 @@ PLANES = Source(
     name="planes",
     file="planes.csv",
     columns={
-        "tailnum": TXT, "year": INT, "type": TXT, "manufacturer": TXT, "model": TXT, "engines": INT,
-        "seats": INT, "speed": INT, "engine": TXT,
+        "tailnum": TXT,
+        "year": INT,
+        "type": TXT,
+        "manufacturer": TXT,
+        "model": TXT,
+        "engines": INT,
+        "seats": INT,
+        "speed": INT,
+        "engine": TXT,
     },
     schema=pa.DataFrameSchema(
         {
@@ -142,7 +176,14 @@ AIRPORTS = Source(
     name="airports",
     file="airports.csv",
     columns={
-        "faa": TXT, "name": TXT, "lat": DBL, "lon": DBL, "alt": INT, "tz": INT, "dst": TXT, "tzone": TXT,
+        "faa": TXT,
+        "name": TXT,
+        "lat": DBL,
+        "lon": DBL,
+        "alt": INT,
+        "tz": INT,
+        "dst": TXT,
+        "tzone": TXT,
     },
     schema=pa.DataFrameSchema(
         {
@@ -218,8 +259,9 @@ def read_source(source_dir: Path, source: Source) -> tuple[pl.DataFrame, Path]:
             con.close()
     if rejects:
         column = rejects[0][0]
-        examples = "; ".join(f"line {line}: {message} [{csv_line}]" for _, line, message, csv_line in
-                             rejects[:MAX_EXAMPLES])
+        examples = "; ".join(
+            f"line {line}: {message} [{csv_line}]" for _, line, message, csv_line in rejects[:MAX_EXAMPLES]
+        )
         raise SourceValidationError(
             f"{source.table}: column '{column}' has {len(rejects)} value(s) of the wrong type "
             f"(expected {source.columns.get(column, '?')}) in {path.name}: {examples}"
@@ -242,8 +284,9 @@ def describe_failures(source: Source, frame: pl.DataFrame, failures: pl.DataFram
         values = group.get_column("failure_case").head(MAX_EXAMPLES).to_list()
         lines.append(f"  column '{column}', check {check}: {group.height} row(s), values {values}")
         if indexes:
-            rows = frame.with_row_index("row").filter(pl.col("row").is_in(indexes))
-            lines.append(f"    example rows (0-based row in file): {rows.to_dicts()}")
+            # Line numbers of the CSV file: its header is line 1, the first data row line 2.
+            rows = frame.with_row_index("line", offset=2).filter(pl.col("line").is_in([i + 2 for i in indexes]))
+            lines.append(f"    example rows: {rows.to_dicts()}")
     return "\n".join(lines)
 
 
@@ -276,8 +319,13 @@ def load_source(
             "insert into raw._loads values (?, ?, ?, ?, ?, ?)",
             [source.table, frame.height, str(source_path), sha, run_id, loaded_at],
         )
-    return {"table": source.table, "rows": frame.height, "source_file": str(source_path),
-            "source_sha256": sha, "loaded_at": loaded_at.isoformat()}
+    return {
+        "table": source.table,
+        "rows": frame.height,
+        "source_file": str(source_path),
+        "source_sha256": sha,
+        "loaded_at": loaded_at.isoformat(),
+    }
 
 
 def extract(con: duckdb.DuckDBPyConnection, source_dir: Path, name: str, run_id: str) -> dict:

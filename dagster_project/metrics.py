@@ -17,8 +17,14 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | int | None
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     result: dict[str, float | int | None | str] = {
-        "n_rows": int(y.size), "base_rate": None, "mean_prediction": None,
-        "roc_auc": None, "pr_auc": None, "brier": None, "log_loss": None, "status": "ok",
+        "n_rows": int(y.size),
+        "base_rate": None,
+        "mean_prediction": None,
+        "roc_auc": None,
+        "pr_auc": None,
+        "brier": None,
+        "log_loss": None,
+        "status": "ok",
     }
     if y.size == 0:
         result["status"] = "no_labels"

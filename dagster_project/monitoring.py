@@ -63,13 +63,14 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
     if scored.height == 0:
         with transaction(con):
             for table in (PERFORMANCE_TABLE, DRIFT_TABLE):
-                con.execute(f"delete from {table} where partition_date = ? and model_name = ?",
-                            [day, uc.model_name])
+                con.execute(f"delete from {table} where partition_date = ? and model_name = ?", [day, uc.model_name])
         return DayMonitoring(day, None, "not_scored", None, [])
     versions = scored.get_column("model_version").unique().to_list()
     if len(versions) != 1:
-        raise ValueError(f"{uc.predictions_table}: day {day} was scored by several versions {versions}; "
-                         f"rescore the day before monitoring it")
+        raise ValueError(
+            f"{uc.predictions_table}: day {day} was scored by several versions {versions}; "
+            f"rescore the day before monitoring it"
+        )
     version = int(versions[0])
     model = load_model(version_row(con, uc.model_name, version))
 
@@ -79,10 +80,18 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
     if status == "ok" and labelled.height < uc.min_rows:
         status = "insufficient_data"
     performance = {
-        "partition_date": day, "model_name": uc.model_name, "model_version": version,
-        "n_scored": scored.height, "n_labelled": labelled.height, "base_rate": metrics["base_rate"],
-        "mean_prediction": float(scored.get_column("probability").mean()), "roc_auc": metrics["roc_auc"],
-        "brier": metrics["brier"], "log_loss": metrics["log_loss"], "status": status, "computed_at": computed_at,
+        "partition_date": day,
+        "model_name": uc.model_name,
+        "model_version": version,
+        "n_scored": scored.height,
+        "n_labelled": labelled.height,
+        "base_rate": metrics["base_rate"],
+        "mean_prediction": float(scored.get_column("probability").mean()),
+        "roc_auc": metrics["roc_auc"],
+        "brier": metrics["brier"],
+        "log_loss": metrics["log_loss"],
+        "status": status,
+        "computed_at": computed_at,
     }
 
     features = partition_rows(con, uc, day, day, model.signature.features)
@@ -90,17 +99,26 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
     for feature, reference in model.reference_profile.items():
         values = scored.get_column("probability") if feature == PREDICTION else features.get_column(feature)
         value = psi(reference["shares"], current_shares(reference, values))
-        drift_rows.append({
-            "partition_date": day, "model_name": uc.model_name, "model_version": version, "feature": feature,
-            "kind": "prediction" if feature == PREDICTION else reference["kind"], "psi": value,
-            "threshold": uc.psi_threshold, "drifted": value > uc.psi_threshold, "n_rows": values.len(),
-            "computed_at": computed_at,
-        })
+        drift_rows.append(
+            {
+                "partition_date": day,
+                "model_name": uc.model_name,
+                "model_version": version,
+                "feature": feature,
+                "kind": "prediction" if feature == PREDICTION else reference["kind"],
+                "psi": value,
+                "threshold": uc.psi_threshold,
+                "drifted": value > uc.psi_threshold,
+                "n_rows": values.len(),
+                "computed_at": computed_at,
+            }
+        )
     with transaction(con):
-        con.execute(f"delete from {PERFORMANCE_TABLE} where partition_date = ? and model_name = ?",
-                    [day, uc.model_name])
-        con.execute(f"delete from {DRIFT_TABLE} where partition_date = ? and model_name = ?",
-                    [day, uc.model_name])
+        con.execute(
+            f"delete from {PERFORMANCE_TABLE} where partition_date = ? and model_name = ?",
+            [day, uc.model_name],
+        )
+        con.execute(f"delete from {DRIFT_TABLE} where partition_date = ? and model_name = ?", [day, uc.model_name])
         _insert(con, PERFORMANCE_TABLE, pa.Table.from_pylist([performance]))
         _insert(con, DRIFT_TABLE, pa.Table.from_pylist(drift_rows))
     drifted = [r["feature"] for r in drift_rows if r["drifted"]]

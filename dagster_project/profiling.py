@@ -10,8 +10,20 @@ import polars as pl
 from dagster_project.warehouse import ensure_schema, transaction
 
 PROFILE_TABLE = "analysis.table_profiles"
-NUMERIC_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                    "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")
+NUMERIC_PREFIXES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+)
 
 
 def ensure_profile_table(con: duckdb.DuckDBPyConnection) -> None:
@@ -29,7 +41,8 @@ def profile_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
     schema, name = table.split(".")
     columns = con.execute(
         "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ? "
-        "order by ordinal_position", [schema, name],
+        "order by ordinal_position",
+        [schema, name],
     ).fetchall()
     if not columns:
         raise LookupError(f"cannot profile {table}: it does not exist")
@@ -51,7 +64,8 @@ def write_profile(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pl
     """Profile ``table`` and replace its rows in the profile table (one transaction)."""
     ensure_profile_table(con)
     profile = profile_table(con, table).with_columns(
-        pl.lit(table).alias("table_name"), pl.lit(datetime.now(UTC)).alias("profiled_at"),
+        pl.lit(table).alias("table_name"),
+        pl.lit(datetime.now(UTC)).alias("profiled_at"),
         pl.lit(run_id).alias("run_id"),
     )
     with transaction(con):

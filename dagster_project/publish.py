@@ -40,10 +40,14 @@ def publish(
                 con.execute(f"create schema if not exists _publish.{schema}")
                 con.execute(f"create or replace table _publish.{table} as select * from {table}")
             con.execute("create schema if not exists _publish.meta")
-            con.execute(f"create table if not exists _publish.{PUBLICATIONS_TABLE} "
-                        "(published_at timestamptz, run_id varchar, tables varchar)")
-            con.execute(f"insert into _publish.{PUBLICATIONS_TABLE} values (?, ?, ?)",
-                        [datetime.now(UTC), run_id, ", ".join(tables)])
+            con.execute(
+                f"create table if not exists _publish.{PUBLICATIONS_TABLE} "
+                "(published_at timestamptz, run_id varchar, tables varchar)"
+            )
+            con.execute(
+                f"insert into _publish.{PUBLICATIONS_TABLE} values (?, ?, ?)",
+                [datetime.now(UTC), run_id, ", ".join(tables)],
+            )
         finally:
             con.execute("detach _publish")
         if views:

@@ -86,18 +86,25 @@ def ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
 def code_version() -> str:
     """The git commit of the code, with ``-dirty`` when the work tree has changes."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{sha}-dirty" if dirty else sha
 
 
 def next_version(con: duckdb.DuckDBPyConnection, model_name: str) -> int:
-    row = con.execute("select coalesce(max(version), 0) + 1 from ml.model_versions where model_name = ?",
-                      [model_name]).fetchone()
+    row = con.execute(
+        "select coalesce(max(version), 0) + 1 from ml.model_versions where model_name = ?", [model_name]
+    ).fetchone()
     return int(row[0])
 
 
@@ -124,20 +131,30 @@ def register(con: duckdb.DuckDBPyConnection, row: dict, actor: str) -> None:
     """Insert the version's row and its history event in one transaction."""
     with transaction(con):
         columns = ", ".join(row)
-        con.execute(f"insert into ml.model_versions ({columns}) values ({', '.join('?' * len(row))})",
-                    list(row.values()))
+        con.execute(
+            f"insert into ml.model_versions ({columns}) values ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
         _history(con, row["model_name"], row["version"], "registered", actor, "trained", row["dagster_run_id"])
 
 
-def _history(con: duckdb.DuckDBPyConnection, model_name: str, version: int, event: str, actor: str,
-             reason: str, run_id: str | None) -> None:
-    con.execute("insert into ml.model_history values (?, ?, ?, ?, ?, ?, ?)",
-                [model_name, version, event, datetime.now(UTC), actor, reason, run_id])
+def _history(
+    con: duckdb.DuckDBPyConnection,
+    model_name: str,
+    version: int,
+    event: str,
+    actor: str,
+    reason: str,
+    run_id: str | None,
+) -> None:
+    con.execute(
+        "insert into ml.model_history values (?, ?, ?, ?, ?, ?, ?)",
+        [model_name, version, event, datetime.now(UTC), actor, reason, run_id],
+    )
 
 
 def version_row(con: duckdb.DuckDBPyConnection, model_name: str, version: int) -> dict:
-    cursor = con.execute("select * from ml.model_versions where model_name = ? and version = ?",
-                         [model_name, version])
+    cursor = con.execute("select * from ml.model_versions where model_name = ? and version = ?", [model_name, version])
     row = cursor.fetchone()
     if row is None:
         raise LookupError(f"ml.model_versions: no version {version} of model {model_name}")
@@ -145,13 +162,15 @@ def version_row(con: duckdb.DuckDBPyConnection, model_name: str, version: int) -
 
 
 def champion_row(con: duckdb.DuckDBPyConnection, model_name: str) -> dict | None:
-    found = con.execute("select version from ml.model_versions where model_name = ? and status = 'champion'",
-                        [model_name]).fetchone()
+    found = con.execute(
+        "select version from ml.model_versions where model_name = ? and status = 'champion'", [model_name]
+    ).fetchone()
     return None if found is None else version_row(con, model_name, found[0])
 
 
-def promote(con: duckdb.DuckDBPyConnection, model_name: str, version: int, actor: str, reason: str,
-            run_id: str | None) -> None:
+def promote(
+    con: duckdb.DuckDBPyConnection, model_name: str, version: int, actor: str, reason: str, run_id: str | None
+) -> None:
     """Make ``version`` the champion and archive the previous one, in one transaction."""
     with transaction(con):
         previous = con.execute(
@@ -159,8 +178,10 @@ def promote(con: duckdb.DuckDBPyConnection, model_name: str, version: int, actor
         ).fetchall()
         for (old,) in previous:
             if old != version:
-                con.execute("update ml.model_versions set status = 'archived' where model_name = ? and version = ?",
-                            [model_name, old])
+                con.execute(
+                    "update ml.model_versions set status = 'archived' where model_name = ? and version = ?",
+                    [model_name, old],
+                )
                 _history(con, model_name, old, "archived", actor, f"replaced by v{version}", run_id)
         con.execute(
             "update ml.model_versions set status = 'champion', promoted_at = ? where model_name = ? and version = ?",
@@ -169,21 +190,37 @@ def promote(con: duckdb.DuckDBPyConnection, model_name: str, version: int, actor
         _history(con, model_name, version, "promoted", actor, reason, run_id)
 
 
-def reject(con: duckdb.DuckDBPyConnection, model_name: str, version: int, actor: str, reason: str,
-           run_id: str | None) -> None:
+def reject(
+    con: duckdb.DuckDBPyConnection, model_name: str, version: int, actor: str, reason: str, run_id: str | None
+) -> None:
     with transaction(con):
-        con.execute("update ml.model_versions set status = 'rejected' where model_name = ? and version = ?",
-                    [model_name, version])
+        con.execute(
+            "update ml.model_versions set status = 'rejected' where model_name = ? and version = ?",
+            [model_name, version],
+        )
         _history(con, model_name, version, "rejected", actor, reason, run_id)
 
 
-def record_gate(con: duckdb.DuckDBPyConnection, model_name: str, version: int, passed: bool, reasons: list[str],
-                champion_version: int | None, champion_metrics: dict | None) -> None:
+def record_gate(
+    con: duckdb.DuckDBPyConnection,
+    model_name: str,
+    version: int,
+    passed: bool,
+    reasons: list[str],
+    champion_version: int | None,
+    champion_metrics: dict | None,
+) -> None:
     con.execute(
         "update ml.model_versions set gate_passed = ?, gate_reasons = ?, champion_version = ?, "
         "champion_metrics = ? where model_name = ? and version = ?",
-        [passed, "; ".join(reasons), champion_version,
-         None if champion_metrics is None else json.dumps(champion_metrics), model_name, version],
+        [
+            passed,
+            "; ".join(reasons),
+            champion_version,
+            None if champion_metrics is None else json.dumps(champion_metrics),
+            model_name,
+            version,
+        ],
     )
 
 
@@ -205,9 +242,13 @@ def load_model(row: dict) -> LoadedModel:
     # Load from the bytes that were hashed, so the checked file is the one used.
     booster = lgb.Booster(model_str=model_bytes.decode())
     return LoadedModel(
-        model_name=row["model_name"], version=int(row["version"]), booster=booster,
-        signature=Signature.from_dict(metadata["signature"]), threshold=float(row["threshold"]),
-        reference_profile=json.loads((folder / PROFILE_FILE).read_text()), metadata=metadata,
+        model_name=row["model_name"],
+        version=int(row["version"]),
+        booster=booster,
+        signature=Signature.from_dict(metadata["signature"]),
+        threshold=float(row["threshold"]),
+        reference_profile=json.loads((folder / PROFILE_FILE).read_text()),
+        metadata=metadata,
     )
 
 

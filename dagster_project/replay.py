@@ -24,14 +24,18 @@ class StageFailed(RuntimeError):
     """A replay stage's run failed; the message holds the run id and the first failure messages."""
 
 
-def run_stage(title: str, job: dg.JobDefinition, instance: dg.DagsterInstance,
-              keys: list[dg.AssetKey] | None, tags: dict[str, str] | None = None,
-              echo: Callable[[str], None] = print) -> dg.ExecuteInProcessResult:
+def run_stage(
+    title: str,
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    keys: list[dg.AssetKey] | None,
+    tags: dict[str, str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> dg.ExecuteInProcessResult:
     """Run one stage as a Dagster run, echoing its title and elapsed time."""
     echo(f"==> {title} ...")
     started = time.monotonic()
-    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {},
-                                    raise_on_error=False)
+    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {}, raise_on_error=False)
     elapsed = time.monotonic() - started
     if not result.success:
         failures = [e.message or "" for e in result.all_events if e.is_failure]
@@ -40,25 +44,50 @@ def run_stage(title: str, job: dg.JobDefinition, instance: dg.DagsterInstance,
     return result
 
 
-def replay(definitions: dg.Definitions, instance: dg.DagsterInstance, start: date, end: date,
-           echo: Callable[[str], None] = print) -> dict[str, dg.ExecuteInProcessResult]:
+def replay(
+    definitions: dg.Definitions,
+    instance: dg.DagsterInstance,
+    start: date,
+    end: date,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dg.ExecuteInProcessResult]:
     """Every lifecycle stage in order, then a backfill of scoring and monitoring over ``start..end``."""
     warehouse = definitions.resolve_job_def("warehouse_job")
     training = definitions.resolve_job_def("training_job")
     from dagster_project.defs.features import warehouse_dbt_models
+
     raw_keys = [k for k in warehouse.asset_layer.executable_asset_keys if k.path[0] == "raw"]
-    window = {"dagster/asset_partition_range_start": start.isoformat(),
-              "dagster/asset_partition_range_end": end.isoformat()}
+    window = {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+    }
     stages = [
         ("extract", "extract the raw sources (pandera-validated)", warehouse, raw_keys, None),
         ("raw_profile", "profile the raw tables", warehouse, [dg.AssetKey("raw_data_profile")], None),
         ("dbt", "build and test the dbt features", warehouse, list(warehouse_dbt_models.keys), None),
-        ("feature_profile", "profile the feature tables", warehouse, [dg.AssetKey("feature_data_profile")], None),
+        (
+            "feature_profile",
+            "profile the feature tables",
+            warehouse,
+            [dg.AssetKey("feature_data_profile")],
+            None,
+        ),
         ("train", "train a LightGBM candidate", training, [dg.AssetKey("candidate_model")], None),
         ("gate", "gate: baseline and champion", training, [dg.AssetKey("champion_model")], None),
-        ("score", f"score {start}..{end} (one run)", definitions.resolve_job_def("scoring_job"), None, window),
-        ("monitor", f"monitor {start}..{end} (one run)", definitions.resolve_job_def("monitoring_job"), None,
-         window),
+        (
+            "score",
+            f"score {start}..{end} (one run)",
+            definitions.resolve_job_def("scoring_job"),
+            None,
+            window,
+        ),
+        (
+            "monitor",
+            f"monitor {start}..{end} (one run)",
+            definitions.resolve_job_def("monitoring_job"),
+            None,
+            window,
+        ),
     ]
     return {name: run_stage(title, job, instance, keys, tags, echo) for name, title, job, keys, tags in stages}
 
@@ -78,7 +107,8 @@ def _summary(settings: Settings, wall: float) -> None:
             print(f"  {table:<40} {con.execute(f'select count(*) from {table}').fetchone()[0]:>10,} rows")
         champion = con.execute(
             "select version, metrics, baseline_metrics, gate_reasons, train_start, train_end, validation_start, "
-            "validation_end from ml.model_versions where model_name = ? and status = 'champion'", [uc.model_name]
+            "validation_end from ml.model_versions where model_name = ? and status = 'champion'",
+            [uc.model_name],
         ).fetchone()
         history = con.execute(
             "select version, status, gate_passed from ml.model_versions where model_name = ? order by version",
@@ -86,16 +116,25 @@ def _summary(settings: Settings, wall: float) -> None:
         ).fetchall()
     with connect(settings.warehouse_path, read_only=True) as con:
         print(f"Warehouse {settings.warehouse_path}:")
-        for table in ("raw.flights", "raw.weather", "raw.planes", "raw.airports", "raw.airlines",
-                      uc.feature_model, uc.label_model):
+        for table in (
+            "raw.flights",
+            "raw.weather",
+            "raw.planes",
+            "raw.airports",
+            "raw.airlines",
+            uc.feature_model,
+            uc.label_model,
+        ):
             print(f"  {table:<40} {con.execute(f'select count(*) from {table}').fetchone()[0]:>10,} rows")
     if champion is None:
         print(f"\nNo champion for {uc.model_name}: the gate rejected every candidate (see ml.model_versions).")
     else:
         version, metrics, baseline, reasons, *windows = champion
         metrics, baseline = json.loads(metrics), json.loads(baseline)
-        print(f"\nChampion: {uc.model_name} v{version} (trained {windows[0]}..{windows[1]}, "
-              f"validated {windows[2]}..{windows[3]})")
+        print(
+            f"\nChampion: {uc.model_name} v{version} (trained {windows[0]}..{windows[1]}, "
+            f"validated {windows[2]}..{windows[3]})"
+        )
         print(f"  {'metric':<16}{'champion':>10}{'baseline':>10}")
         for name in ("roc_auc", "pr_auc", "brier", "log_loss", "precision", "recall", "f1"):
             print(f"  {name:<16}{metrics[name]:>10.4f}{baseline[name]:>10.4f}")

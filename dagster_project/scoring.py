@@ -30,8 +30,10 @@ def ensure_predictions_table(con: duckdb.DuckDBPyConnection, uc: UseCase) -> Non
 
 def latest_view_sql(uc: UseCase) -> str:
     """The analysts' `latest` view: the newest scored day (tomorrow's entities once the evening batch ran)."""
-    return (f"select * from {uc.predictions_table} where {uc.partition_column} = "
-            f"(select max({uc.partition_column}) from {uc.predictions_table})")
+    return (
+        f"select * from {uc.predictions_table} where {uc.partition_column} = "
+        f"(select max({uc.partition_column}) from {uc.predictions_table})"
+    )
 
 
 def days(start: date, end: date) -> Iterator[date]:
@@ -46,8 +48,7 @@ class ScoredDay:
     mean_probability: float | None
 
 
-def score_day(con: duckdb.DuckDBPyConnection, uc: UseCase, model: LoadedModel, day: date,
-              run_id: str) -> ScoredDay:
+def score_day(con: duckdb.DuckDBPyConnection, uc: UseCase, model: LoadedModel, day: date, run_id: str) -> ScoredDay:
     """Score every entity of ``day`` with ``model`` and replace that day's predictions atomically."""
     frame = partition_rows(con, uc, day, day, model.signature.features)
     scored_at = datetime.now(UTC)
@@ -55,17 +56,19 @@ def score_day(con: duckdb.DuckDBPyConnection, uc: UseCase, model: LoadedModel, d
         probability = model.booster.predict(model.signature.matrix(frame))
     else:
         probability = np.empty(0)
-    rows = pa.table({
-        uc.partition_column: frame.get_column(uc.partition_column).to_arrow(),
-        uc.entity_key: frame.get_column(uc.entity_key).cast(str).to_arrow(),
-        "model_name": pa.array([model.model_name] * frame.height, pa.string()),
-        "model_version": pa.array([model.version] * frame.height, pa.int32()),
-        "scored_at": pa.array([scored_at] * frame.height, pa.timestamp("us", tz="UTC")),
-        "run_id": pa.array([run_id] * frame.height, pa.string()),
-        "probability": pa.array(probability, pa.float64()),
-        "decision": pa.array(probability >= model.threshold, pa.bool_()),
-        "threshold": pa.array([model.threshold] * frame.height, pa.float64()),
-    })
+    rows = pa.table(
+        {
+            uc.partition_column: frame.get_column(uc.partition_column).to_arrow(),
+            uc.entity_key: frame.get_column(uc.entity_key).cast(str).to_arrow(),
+            "model_name": pa.array([model.model_name] * frame.height, pa.string()),
+            "model_version": pa.array([model.version] * frame.height, pa.int32()),
+            "scored_at": pa.array([scored_at] * frame.height, pa.timestamp("us", tz="UTC")),
+            "run_id": pa.array([run_id] * frame.height, pa.string()),
+            "probability": pa.array(probability, pa.float64()),
+            "decision": pa.array(probability >= model.threshold, pa.bool_()),
+            "threshold": pa.array([model.threshold] * frame.height, pa.float64()),
+        }
+    )
     # An empty day writes nothing but still clears stale rows of that day: the partition is what was scored.
     replace_rows(con, uc.predictions_table, f"{uc.partition_column} = ?", [day], rows)
     return ScoredDay(day, frame.height, float(probability.mean()) if frame.height else None)

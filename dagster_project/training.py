@@ -85,8 +85,11 @@ def train_candidate(uc: UseCase, train: pl.DataFrame, validation: pl.DataFrame) 
     y_train = train.get_column(uc.label).to_numpy()
     categorical_index = list(range(len(signature.numeric), len(signature.features)))
     dataset = lgb.Dataset(
-        signature.matrix(train), label=y_train, feature_name=signature.features,
-        categorical_feature=categorical_index, free_raw_data=True,
+        signature.matrix(train),
+        label=y_train,
+        feature_name=signature.features,
+        categorical_feature=categorical_index,
+        free_raw_data=True,
     )
     booster = lgb.train(dict(uc.params), dataset, num_boost_round=uc.num_boost_round)
 
@@ -103,9 +106,15 @@ def train_candidate(uc: UseCase, train: pl.DataFrame, validation: pl.DataFrame) 
     # The score's reference is the validation window: the first data the model scored unseen.
     profile[PREDICTION] = numeric_reference(scores, uc.psi_bins)
     return Candidate(
-        booster=booster, signature=signature, threshold=float(threshold), metrics=metrics,
-        baseline_metrics=baseline_metrics, reference_profile=profile, train_rows=train.height,
-        train_base_rate=train_base_rate, validation_scores=scores,
+        booster=booster,
+        signature=signature,
+        threshold=float(threshold),
+        metrics=metrics,
+        baseline_metrics=baseline_metrics,
+        reference_profile=profile,
+        train_rows=train.height,
+        train_base_rate=train_base_rate,
+        validation_scores=scores,
     )
 
 
@@ -131,11 +140,14 @@ def judge(uc: UseCase, metrics: dict, baseline_metrics: dict, champion_metrics: 
     lift = sign * (value - base)
     if lift < uc.min_lift_over_baseline:
         passed = False
-        reasons.append(f"{name} {value:.4f} does not beat the baseline {base:.4f} by "
-                       f"{uc.min_lift_over_baseline} (lift {lift:+.4f})")
+        reasons.append(
+            f"{name} {value:.4f} does not beat the baseline {base:.4f} by "
+            f"{uc.min_lift_over_baseline} (lift {lift:+.4f})"
+        )
     else:
-        reasons.append(f"{name} {value:.4f} beats the baseline {base:.4f} by {lift:+.4f} "
-                       f"(needed {uc.min_lift_over_baseline})")
+        reasons.append(
+            f"{name} {value:.4f} beats the baseline {base:.4f} by {lift:+.4f} (needed {uc.min_lift_over_baseline})"
+        )
     champion = None if champion_metrics is None else champion_metrics.get(name)
     if champion_metrics is None:
         reasons.append("no current champion")
@@ -145,11 +157,22 @@ def judge(uc: UseCase, metrics: dict, baseline_metrics: dict, champion_metrics: 
         drop = sign * (champion - value)
         if drop > uc.max_drop_vs_champion:
             passed = False
-            reasons.append(f"{name} {value:.4f} falls behind the champion's {champion:.4f} by {drop:.4f} "
-                           f"(tolerance {uc.max_drop_vs_champion})")
+            reasons.append(
+                f"{name} {value:.4f} falls behind the champion's {champion:.4f} by {drop:.4f} "
+                f"(tolerance {uc.max_drop_vs_champion})"
+            )
         else:
-            reasons.append(f"{name} {value:.4f} is not behind the champion's {champion:.4f} "
-                           f"(tolerance {uc.max_drop_vs_champion})")
-    return GateDecision(passed, reasons, {name: value, f"baseline_{name}": base, f"champion_{name}": champion,
-                                          "min_lift_over_baseline": uc.min_lift_over_baseline,
-                                          "max_drop_vs_champion": uc.max_drop_vs_champion})
+            reasons.append(
+                f"{name} {value:.4f} is not behind the champion's {champion:.4f} (tolerance {uc.max_drop_vs_champion})"
+            )
+    return GateDecision(
+        passed,
+        reasons,
+        {
+            name: value,
+            f"baseline_{name}": base,
+            f"champion_{name}": champion,
+            "min_lift_over_baseline": uc.min_lift_over_baseline,
+            "max_drop_vs_champion": uc.max_drop_vs_champion,
+        },
+    )

@@ -105,8 +105,7 @@ def _identifier(value: str, key: str) -> str:
 def parse_use_case(raw: dict) -> UseCase:
     """Build and check a UseCase from parsed YAML."""
     numeric = [_identifier(c, "features.numeric") for c in _get(raw, "features.numeric", list)]
-    categorical = [_identifier(c, "features.categorical")
-                   for c in _get(raw, "features.categorical", list, [])]
+    categorical = [_identifier(c, "features.categorical") for c in _get(raw, "features.categorical", list, [])]
     duplicated = sorted(set(numeric) & set(categorical))
     if duplicated:
         raise UseCaseError(f"use case: features {duplicated} are both numeric and categorical; keep one")

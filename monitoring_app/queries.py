@@ -65,8 +65,7 @@ def open_published(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 def existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Qualified names (schema.table) of the base tables in the file."""
     rows = con.execute(
-        "select table_schema || '.' || table_name from information_schema.tables "
-        "where table_type = 'BASE TABLE'"
+        "select table_schema || '.' || table_name from information_schema.tables where table_type = 'BASE TABLE'"
     ).fetchall()
     return {row[0] for row in rows}
 
@@ -166,9 +165,7 @@ def _drift(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.DataFrame:
     ).df()
 
 
-def _freshness(
-    con: duckdb.DuckDBPyConnection, tables: list[PredictionsTable], model_name: str
-) -> pd.DataFrame:
+def _freshness(con: duckdb.DuckDBPyConnection, tables: list[PredictionsTable], model_name: str) -> pd.DataFrame:
     """Per predictions table: the latest scored partition, its rows, when and by which version."""
     frames = []
     for table in tables:
@@ -221,8 +218,7 @@ def load_model_page(path: Path, model_name: str) -> ModelPage:
             FEATURE_DRIFT_DAILY: _drift,
         }
         frames = {
-            table: read(con, model_name) if table in present else pd.DataFrame()
-            for table, read in readers.items()
+            table: read(con, model_name) if table in present else pd.DataFrame() for table, read in readers.items()
         }
         freshness = _freshness(con, predictions_tables(con), model_name)
     return ModelPage(

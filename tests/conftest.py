@@ -50,8 +50,10 @@ def write_sources(target: Path, last_day: date, max_flights: int | None = None) 
 def write_use_case(target: Path, **overrides: dict) -> Path:
     """The real use case with the test windows (and any overrides merged in)."""
     raw = yaml.safe_load((PROJECT_ROOT / "use_cases" / "flight_delay.yml").read_text())
-    raw["windows"] = {"train": {"start": TRAIN[0], "end": TRAIN[1]},
-                      "validation": {"start": VALIDATION[0], "end": VALIDATION[1]}}
+    raw["windows"] = {
+        "train": {"start": TRAIN[0], "end": TRAIN[1]},
+        "validation": {"start": VALIDATION[0], "end": VALIDATION[1]},
+    }
     raw["model"]["num_boost_round"] = 80
     for key, value in overrides.items():
         raw[key] = raw.get(key, {}) | value if isinstance(value, dict) else value

@@ -21,17 +21,24 @@ warehouse_job = dg.define_asset_job(
     description="Extract the sources, profile them, build and test the dbt features, profile the features.",
 )
 training_job = dg.define_asset_job(
-    "training_job", selection=dg.AssetSelection.assets(candidate_model, champion_model),
+    "training_job",
+    selection=dg.AssetSelection.assets(candidate_model, champion_model),
     executor_def=dg.in_process_executor,
     description="Train a candidate, evaluate it, and promote it if it passes the gate.",
 )
 scoring_job = dg.define_asset_job(
-    "scoring_job", selection=dg.AssetSelection.assets(daily_predictions), partitions_def=DAILY,
-    executor_def=dg.in_process_executor, description="Score a day (or a range, as one run) with the champion.",
+    "scoring_job",
+    selection=dg.AssetSelection.assets(daily_predictions),
+    partitions_def=DAILY,
+    executor_def=dg.in_process_executor,
+    description="Score a day (or a range, as one run) with the champion.",
 )
 monitoring_job = dg.define_asset_job(
-    "monitoring_job", selection=dg.AssetSelection.assets(daily_monitoring), partitions_def=DAILY,
-    executor_def=dg.in_process_executor, description="Compute performance and drift of scored days.",
+    "monitoring_job",
+    selection=dg.AssetSelection.assets(daily_monitoring),
+    partitions_def=DAILY,
+    executor_def=dg.in_process_executor,
+    description="Compute performance and drift of scored days.",
 )
 
 
@@ -42,8 +49,7 @@ def evening_scoring_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReq
     return dg.RunRequest(run_key=f"score-{tomorrow}", partition_key=tomorrow)
 
 
-@dg.schedule(job=monitoring_job, cron_schedule=USE_CASE.schedule_cron,
-             execution_timezone=USE_CASE.schedule_timezone)
+@dg.schedule(job=monitoring_job, cron_schedule=USE_CASE.schedule_cron, execution_timezone=USE_CASE.schedule_timezone)
 def evening_monitoring_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Each evening, monitor yesterday: its outcomes landed at midnight, so its labels are known."""
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()

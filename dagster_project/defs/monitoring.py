@@ -8,8 +8,11 @@ from dagster_project.monitoring import DRIFT_TABLE, PERFORMANCE_TABLE, ensure_mo
 
 
 @dg.asset(
-    deps=[daily_predictions, dg.AssetKey(USE_CASE.label_model.split("."))], partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(), group_name="monitoring", pool=WAREHOUSE_POOL,
+    deps=[daily_predictions, dg.AssetKey(USE_CASE.label_model.split("."))],
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="monitoring",
+    pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
 )
 def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -29,13 +32,15 @@ def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         warehouse.publish(con, [PERFORMANCE_TABLE, DRIFT_TABLE], context.run_id)
     aucs = [r.roc_auc for r in results if r.roc_auc is not None]
     drifted = sorted({f for r in results for f in r.drifted_features})
-    return dg.MaterializeResult(metadata={
-        "days": len(results),
-        "days_with_labels": sum(r.status in ("ok", "insufficient_data") for r in results),
-        "mean_roc_auc": sum(aucs) / len(aucs) if aucs else None,
-        "min_roc_auc": min(aucs) if aucs else None,
-        "drifted_features": ", ".join(drifted) or "none",
-        "status_counts": dg.MetadataValue.json(
-            {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
-        ),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "days": len(results),
+            "days_with_labels": sum(r.status in ("ok", "insufficient_data") for r in results),
+            "mean_roc_auc": sum(aucs) / len(aucs) if aucs else None,
+            "min_roc_auc": min(aucs) if aucs else None,
+            "drifted_features": ", ".join(drifted) or "none",
+            "status_counts": dg.MetadataValue.json(
+                {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
+            ),
+        }
+    )

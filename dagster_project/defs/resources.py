@@ -1,6 +1,5 @@
 """Resources: the warehouse (settings, connections, publishing) and the dbt CLI."""
 
-
 import os
 import sys
 from collections.abc import Iterator
@@ -32,15 +31,22 @@ class WarehouseResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> "WarehouseResource":
         return cls(
-            warehouse_path=str(settings.warehouse_path), published_path=str(settings.published_path),
-            models_dir=str(settings.models_dir), use_case_path=str(settings.use_case_path),
+            warehouse_path=str(settings.warehouse_path),
+            published_path=str(settings.published_path),
+            models_dir=str(settings.models_dir),
+            use_case_path=str(settings.use_case_path),
             source_dir=str(settings.source_dir),
         )
 
     @property
     def settings(self) -> Settings:
-        return Settings(Path(self.warehouse_path), Path(self.published_path), Path(self.models_dir),
-                        Path(self.use_case_path), Path(self.source_dir))
+        return Settings(
+            Path(self.warehouse_path),
+            Path(self.published_path),
+            Path(self.models_dir),
+            Path(self.use_case_path),
+            Path(self.source_dir),
+        )
 
     def use_case(self) -> UseCase:
         return load_use_case(Path(self.use_case_path))
@@ -54,8 +60,13 @@ class WarehouseResource(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def publish(self, con: duckdb.DuckDBPyConnection, tables: list[str], run_id: str,
-                views: dict[str, str] | None = None) -> Path:
+    def publish(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        tables: list[str],
+        run_id: str,
+        views: dict[str, str] | None = None,
+    ) -> Path:
         return publish(con, Path(self.published_path), tables, views=views, run_id=run_id)
 
 

@@ -10,8 +10,9 @@ from dagster_project.registry import load_champion
 from dagster_project.scoring import days, ensure_predictions_table, latest_view_sql, score_day
 
 # end_offset=2: the partition of tomorrow exists today, because the evening batch scores tomorrow.
-DAILY = dg.DailyPartitionsDefinition(start_date=USE_CASE.partitions_start.isoformat(), end_offset=2,
-                                     timezone=USE_CASE.schedule_timezone)
+DAILY = dg.DailyPartitionsDefinition(
+    start_date=USE_CASE.partitions_start.isoformat(), end_offset=2, timezone=USE_CASE.schedule_timezone
+)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list:
@@ -20,8 +21,12 @@ def partition_days(context: dg.AssetExecutionContext) -> list:
 
 
 @dg.asset(
-    deps=[champion_model, FEATURE_KEYS[0]], partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="scoring", pool=WAREHOUSE_POOL, kinds={"duckdb", "lightgbm"},
+    deps=[champion_model, FEATURE_KEYS[0]],
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="scoring",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb", "lightgbm"},
 )
 def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per entity per day: the champion's probability, the decision at its stored threshold, the
@@ -41,9 +46,18 @@ def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
             if done % 10 == 0 or done == len(targets):
                 rate = total / max(time.monotonic() - started, 1e-9)
                 context.log.info(f"scored {done}/{len(targets)} days, {total} rows, {rate:,.0f} rows/s")
-        warehouse.publish(con, [uc.predictions_table], context.run_id,
-                          views={f"{uc.predictions_table}_latest": latest_view_sql(uc)})
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": total, "days": len(targets), "model_version": model.version,
-        "first_day": str(targets[0]), "last_day": str(targets[-1]),
-    })
+        warehouse.publish(
+            con,
+            [uc.predictions_table],
+            context.run_id,
+            views={f"{uc.predictions_table}_latest": latest_view_sql(uc)},
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "days": len(targets),
+            "model_version": model.version,
+            "first_day": str(targets[0]),
+            "last_day": str(targets[-1]),
+        }
+    )

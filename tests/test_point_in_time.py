@@ -1,0 +1,77 @@
+"""No leakage: a feature of day D never depends on an outcome that was unknown when D was scored.
+
+The batch for D runs the evening of D-1, before D-1's outcomes land, so outcomes of D-1, D and later days
+are rewritten here and the real dbt project rebuilt: every feature of D must stay exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from dagster_project.ingest import extract
+from dagster_project.settings import PROJECT_ROOT
+from tests.conftest import write_sources
+
+DAY = date(2013, 2, 10)
+
+
+def _dbt_run(warehouse: Path, target: Path) -> None:
+    dbt = Path(sys.executable).parent / "dbt"
+    env = os.environ | {"MLOPS_WAREHOUSE": str(warehouse)}
+    subprocess.run(
+        [
+            str(dbt),
+            "run",
+            "--project-dir",
+            str(PROJECT_ROOT / "dbt"),
+            "--profiles-dir",
+            str(PROJECT_ROOT / "dbt"),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target / "logs"),
+            "--quiet",
+        ],
+        env=env,
+        check=True,
+    )
+
+
+def _rows(warehouse: Path, table: str, day: date) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(f"select * from {table} where flight_date = ? order by flight_id", [day]).fetchall()
+
+
+def test_outcomes_of_the_eve_and_later_do_not_change_features_of_the_day(tmp_path: Path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    sources = write_sources(tmp_path / "sources", DAY + timedelta(days=5))
+    with duckdb.connect(str(warehouse)) as con:
+        for name in ("flights", "weather", "planes", "airports", "airlines"):
+            extract(con, sources, name, "point-in-time-test")
+    _dbt_run(warehouse, tmp_path / "target")
+    features_before = _rows(warehouse, "features.flight_features", DAY)
+    later_before = _rows(warehouse, "features.flight_features", DAY + timedelta(days=2))
+    labels_before = _rows(warehouse, "features.flight_labels", DAY)
+    assert len(features_before) > 500
+
+    with duckdb.connect(str(warehouse)) as con:
+        # Every flight from the eve on becomes late; every third is cancelled instead.
+        changed = con.execute(
+            "update raw.flights set arr_delay = 300, dep_delay = 300, "
+            "dep_time = case when flight % 3 = 0 then null else dep_time end "
+            "where make_date(year, month, day) >= ?",
+            [DAY - timedelta(days=1)],
+        ).fetchone()[0]
+    assert changed > 3000
+    _dbt_run(warehouse, tmp_path / "target")
+
+    assert _rows(warehouse, "features.flight_features", DAY) == features_before
+    # The rewrite was real: the day's labels and the features two days later did change.
+    assert _rows(warehouse, "features.flight_labels", DAY) != labels_before
+    assert _rows(warehouse, "features.flight_features", DAY + timedelta(days=2)) != later_before
