@@ -37,6 +37,7 @@ dagster: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	cd dbt && MLOPS_WAREHOUSE=$${MLOPS_WAREHOUSE:-$(CURDIR)/data/warehouse.duckdb} ../$(VENV)/bin/sqlfluff lint models
 
 clean:
 	rm -rf data dbt/target dbt/logs .pytest_cache
