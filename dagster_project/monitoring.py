@@ -97,6 +97,8 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
     features = partition_rows(con, uc, day, day, model.signature.features)
     drift_rows = []
     for feature, reference in model.reference_profile.items():
+        if feature in uc.drift_exclude:
+            continue
         values = scored.get_column("probability") if feature == PREDICTION else features.get_column(feature)
         value = psi(reference["shares"], current_shares(reference, values))
         drift_rows.append(

@@ -15,9 +15,14 @@ from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
+import duckdb
 
 from dagster_project.settings import ENVIRONMENT, PROJECT_ROOT, Settings
 from dagster_project.warehouse import connect
+
+# Dagster's console logger at INFO: the stage's own progress lines, not every engine event (those stay in the
+# instance's event log, visible in the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 class StageFailed(RuntimeError):
@@ -35,7 +40,9 @@ def run_stage(
     """Run one stage as a Dagster run, echoing its title and elapsed time."""
     echo(f"==> {title} ...")
     started = time.monotonic()
-    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {}, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance, asset_selection=keys, tags=tags or {}, raise_on_error=False, run_config=QUIET
+    )
     elapsed = time.monotonic() - started
     if not result.success:
         failures = [e.message or "" for e in result.all_events if e.is_failure]
@@ -92,19 +99,23 @@ def replay(
     return {name: run_stage(title, job, instance, keys, tags, echo) for name, title, job, keys, tags in stages}
 
 
+def _print_counts(con: duckdb.DuckDBPyConnection, where: str) -> None:
+    tables = con.execute(
+        f"select table_schema || '.' || table_name from information_schema.tables "
+        f"where table_type = 'BASE TABLE' and {where} order by 1"
+    ).fetchall()
+    for (table,) in tables:
+        print(f"  {table:<40} {con.execute(f'select count(*) from {table}').fetchone()[0]:>10,} rows")
+
+
 def _summary(settings: Settings, wall: float) -> None:
     from dagster_project.use_case import load_use_case
 
     uc = load_use_case(settings.use_case_path)
     print("\n== Summary ==")
     with connect(settings.published_path, read_only=True) as con:
-        tables = con.execute(
-            "select table_schema || '.' || table_name from information_schema.tables "
-            "where table_type = 'BASE TABLE' order by 1"
-        ).fetchall()
         print(f"Published file {settings.published_path} (what analysts and the app read):")
-        for (table,) in tables:
-            print(f"  {table:<40} {con.execute(f'select count(*) from {table}').fetchone()[0]:>10,} rows")
+        _print_counts(con, "table_schema <> 'meta'")
         champion = con.execute(
             "select version, metrics, baseline_metrics, gate_reasons, train_start, train_end, validation_start, "
             "validation_end from ml.model_versions where model_name = ? and status = 'champion'",
@@ -115,17 +126,8 @@ def _summary(settings: Settings, wall: float) -> None:
             [uc.model_name],
         ).fetchall()
     with connect(settings.warehouse_path, read_only=True) as con:
-        print(f"Warehouse {settings.warehouse_path}:")
-        for table in (
-            "raw.flights",
-            "raw.weather",
-            "raw.planes",
-            "raw.airports",
-            "raw.airlines",
-            uc.feature_model,
-            uc.label_model,
-        ):
-            print(f"  {table:<40} {con.execute(f'select count(*) from {table}').fetchone()[0]:>10,} rows")
+        print(f"Warehouse {settings.warehouse_path} (sources and features):")
+        _print_counts(con, "table_schema in ('raw', 'features') and table_name not like '\\_%' escape '\\'")
     if champion is None:
         print(f"\nNo champion for {uc.model_name}: the gate rejected every candidate (see ml.model_versions).")
     else:

@@ -59,6 +59,7 @@ class UseCase:
     schedule_timezone: str
     partitions_start: date
     segment_columns: list[str] = field(default_factory=list)
+    drift_exclude: list[str] = field(default_factory=list)
     description: str = ""
 
     @property
@@ -106,6 +107,10 @@ def parse_use_case(raw: dict) -> UseCase:
     """Build and check a UseCase from parsed YAML."""
     numeric = [_identifier(c, "features.numeric") for c in _get(raw, "features.numeric", list)]
     categorical = [_identifier(c, "features.categorical") for c in _get(raw, "features.categorical", list, [])]
+    drift_exclude = _get(raw, "monitoring.drift_exclude", list, [])
+    unknown = sorted(set(drift_exclude) - set(numeric) - set(categorical))
+    if unknown:
+        raise UseCaseError(f"use case: monitoring.drift_exclude names {unknown}, which are not features")
     duplicated = sorted(set(numeric) & set(categorical))
     if duplicated:
         raise UseCaseError(f"use case: features {duplicated} are both numeric and categorical; keep one")
@@ -156,6 +161,7 @@ def parse_use_case(raw: dict) -> UseCase:
         schedule_cron=_get(raw, "schedule.cron", str),
         schedule_timezone=_get(raw, "schedule.timezone", str),
         partitions_start=_get(raw, "schedule.partitions_start", date),
+        drift_exclude=drift_exclude,
     )
 
 

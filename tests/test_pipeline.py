@@ -162,4 +162,5 @@ def test_monitoring_has_performance_and_drift_for_each_day(pipeline: Pipeline, p
     )
     features = {f for f, *_ in drift}
     assert "__prediction__" in features and "carrier" in features and "origin_temp" in features
+    assert "day_of_week" not in features  # excluded in the YAML: constant within a day
     assert all(n == 5 and low >= 0 for _, n, low in drift)

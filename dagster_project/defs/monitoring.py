@@ -27,11 +27,12 @@ def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             results.append(result)
             if result.status == "not_scored":
                 context.log.info(f"{day}: not scored yet; nothing to monitor")
-            elif result.drifted_features:
-                context.log.warning(f"{day}: PSI above {uc.psi_threshold} for {result.drifted_features}")
         warehouse.publish(con, [PERFORMANCE_TABLE, DRIFT_TABLE], context.run_id)
     aucs = [r.roc_auc for r in results if r.roc_auc is not None]
     drifted = sorted({f for r in results for f in r.drifted_features})
+    if drifted:
+        days_drifted = sum(bool(r.drifted_features) for r in results)
+        context.log.warning(f"PSI above {uc.psi_threshold} on {days_drifted} of {len(results)} days for {drifted}")
     return dg.MaterializeResult(
         metadata={
             "days": len(results),
