@@ -39,6 +39,15 @@ def test_every_stage_succeeded_and_every_dbt_check_passed(pipeline: Pipeline):
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in evaluations if e.check_name in warned)
 
 
+def test_python_asset_checks_ran_and_passed(pipeline: Pipeline):
+    checks = {
+        e.check_name: e.passed
+        for stage in ("gate", "score")
+        for e in pipeline.results[stage].get_asset_check_evaluations()
+    }
+    assert checks == {"champion_artifact_is_intact": True, "predictions_cover_each_scored_day_once": True}
+
+
 def test_raw_tables_carry_load_metadata_and_availability(pipeline: Pipeline):
     warehouse = pipeline.settings.warehouse_path
     loads = _query(warehouse, "select table_name, rows from raw._loads order by table_name")

@@ -61,3 +61,26 @@ def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
             "last_day": str(targets[-1]),
         }
     )
+
+
+@dg.asset_check(asset=daily_predictions, description="One row per entity per scored day, and every entity scored.")
+def predictions_cover_each_scored_day_once(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    uc = warehouse.use_case()
+    with warehouse.connection() as con:
+        duplicates, missing, extra = con.execute(
+            f"""
+            with scored as (select {uc.partition_column} as day, {uc.entity_key} as key from {uc.predictions_table}),
+            expected as (
+                select f.{uc.partition_column} as day, f.{uc.entity_key} as key from {uc.feature_model} f
+                where f.{uc.partition_column} in (select distinct day from scored)
+            )
+            select
+                (select count(*) from (select day, key from scored group by all having count(*) > 1)),
+                (select count(*) from (select * from expected except select * from scored)),
+                (select count(*) from (select * from scored except select * from expected))
+            """
+        ).fetchone()
+    return dg.AssetCheckResult(
+        passed=duplicates == missing == extra == 0,
+        metadata={"duplicate_keys": duplicates, "entities_not_scored": missing, "rows_without_entity": extra},
+    )

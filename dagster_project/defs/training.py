@@ -4,7 +4,7 @@ import dagster as dg
 
 from dagster_project.defs.resources import USE_CASE, WAREHOUSE_POOL, WarehouseResource
 from dagster_project.lifecycle import gate_candidate, train_and_register
-from dagster_project.registry import champion_row
+from dagster_project.registry import ModelIntegrityError, champion_row, load_model
 
 REGISTRY_TABLES = ["ml.model_versions", "ml.model_history"]
 FEATURE_KEYS = [dg.AssetKey(USE_CASE.feature_model.split(".")), dg.AssetKey(USE_CASE.label_model.split("."))]
@@ -100,3 +100,17 @@ def champion_model(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             **{k: v for k, v in decision.values.items() if v is not None},
         }
     )
+
+
+@dg.asset_check(asset=champion_model, blocking=True, description="The champion's files match their SHA-256.")
+def champion_artifact_is_intact(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    uc = warehouse.use_case()
+    with warehouse.connection() as con:
+        row = champion_row(con, uc.model_name)
+        if row is None:
+            return dg.AssetCheckResult(passed=False, metadata={"reason": "no champion"})
+        try:
+            load_model(row)
+        except ModelIntegrityError as error:
+            return dg.AssetCheckResult(passed=False, metadata={"version": row["version"], "error": str(error)})
+    return dg.AssetCheckResult(passed=True, metadata={"version": row["version"], "sha256": row["artifact_sha256"]})
