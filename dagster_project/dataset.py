@@ -9,18 +9,11 @@ import numpy as np
 import polars as pl
 
 from dagster_project.use_case import UseCase, check_columns
+from dagster_project.warehouse import columns_of
 
 
 def relation_columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
-    schema, name = relation.split(".")
-    rows = con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
-        "order by ordinal_position",
-        [schema, name],
-    ).fetchall()
-    if not rows:
-        raise LookupError(f"relation {relation} does not exist in the warehouse; build the dbt models first")
-    return [r[0] for r in rows]
+    return [name for name, _ in columns_of(con, relation)]
 
 
 def check_feature_model(con: duckdb.DuckDBPyConnection, uc: UseCase) -> None:

@@ -15,7 +15,7 @@ from dagster_project.drift import PREDICTION, current_shares, psi
 from dagster_project.metrics import binary_metrics
 from dagster_project.registry import load_model, version_row
 from dagster_project.use_case import UseCase
-from dagster_project.warehouse import ensure_schema, transaction
+from dagster_project.warehouse import ensure_schema, insert_rows, transaction
 
 PERFORMANCE_TABLE = "monitoring.performance_daily"
 DRIFT_TABLE = "monitoring.feature_drift_daily"
@@ -61,9 +61,7 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
     scored = _scored(con, uc, day)
     computed_at = datetime.now(UTC)
     if scored.height == 0:
-        with transaction(con):
-            for table in (PERFORMANCE_TABLE, DRIFT_TABLE):
-                con.execute(f"delete from {table} where partition_date = ? and model_name = ?", [day, uc.model_name])
+        _replace_day(con, uc, day, [], [])
         return DayMonitoring(day, None, "not_scored", None, [])
     versions = scored.get_column("model_version").unique().to_list()
     if len(versions) != 1:
@@ -115,21 +113,16 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
                 "computed_at": computed_at,
             }
         )
-    with transaction(con):
-        con.execute(
-            f"delete from {PERFORMANCE_TABLE} where partition_date = ? and model_name = ?",
-            [day, uc.model_name],
-        )
-        con.execute(f"delete from {DRIFT_TABLE} where partition_date = ? and model_name = ?", [day, uc.model_name])
-        _insert(con, PERFORMANCE_TABLE, pa.Table.from_pylist([performance]))
-        _insert(con, DRIFT_TABLE, pa.Table.from_pylist(drift_rows))
+    _replace_day(con, uc, day, [performance], drift_rows)
     drifted = [r["feature"] for r in drift_rows if r["drifted"]]
     return DayMonitoring(day, version, status, metrics["roc_auc"], drifted)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
-    con.register("_monitoring_rows", rows)
-    try:
-        con.execute(f"insert into {table} by name select * from _monitoring_rows")
-    finally:
-        con.unregister("_monitoring_rows")
+def _replace_day(
+    con: duckdb.DuckDBPyConnection, uc: UseCase, day: date, performance: list[dict], drift: list[dict]
+) -> None:
+    """Replace the day's rows of both monitoring tables in one transaction."""
+    with transaction(con):
+        for table, rows in ((PERFORMANCE_TABLE, performance), (DRIFT_TABLE, drift)):
+            con.execute(f"delete from {table} where partition_date = ? and model_name = ?", [day, uc.model_name])
+            insert_rows(con, table, pa.Table.from_pylist(rows))

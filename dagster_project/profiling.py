@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import duckdb
 import polars as pl
 
-from dagster_project.warehouse import ensure_schema, transaction
+from dagster_project.warehouse import columns_of, ensure_schema, replace_rows
 
 PROFILE_TABLE = "analysis.table_profiles"
 NUMERIC_PREFIXES = (
@@ -38,14 +38,7 @@ def ensure_profile_table(con: duckdb.DuckDBPyConnection) -> None:
 
 def profile_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
     """One row per column of ``table``; computed in DuckDB in one statement."""
-    schema, name = table.split(".")
-    columns = con.execute(
-        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ? "
-        "order by ordinal_position",
-        [schema, name],
-    ).fetchall()
-    if not columns:
-        raise LookupError(f"cannot profile {table}: it does not exist")
+    columns = columns_of(con, table)
     parts = []
     for column, data_type in columns:
         quoted = '"' + column.replace('"', '""') + '"'
@@ -68,11 +61,5 @@ def write_profile(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pl
         pl.lit(datetime.now(UTC)).alias("profiled_at"),
         pl.lit(run_id).alias("run_id"),
     )
-    with transaction(con):
-        con.execute(f"delete from {PROFILE_TABLE} where table_name = ?", [table])
-        con.register("_profile_rows", profile.to_arrow())
-        try:
-            con.execute(f"insert into {PROFILE_TABLE} by name select * from _profile_rows")
-        finally:
-            con.unregister("_profile_rows")
+    replace_rows(con, PROFILE_TABLE, "table_name = ?", [table], profile.to_arrow())
     return profile

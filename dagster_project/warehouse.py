@@ -33,6 +33,17 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, schema: str) -> None:
     con.execute(f"create schema if not exists {schema}")
 
 
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+    """Insert an Arrow table's rows into ``table``, matching columns by name (no Python loop over rows)."""
+    if not rows.num_rows:
+        return
+    con.register("_rows_to_insert", rows)
+    try:
+        con.execute(f"insert into {table} by name select * from _rows_to_insert")
+    finally:
+        con.unregister("_rows_to_insert")
+
+
 def replace_rows(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -46,19 +57,18 @@ def replace_rows(
     """
     with transaction(con):
         con.execute(f"delete from {table} where {where}", params)
-        if rows.num_rows:
-            con.register("_rows_to_insert", rows)
-            try:
-                con.execute(f"insert into {table} by name select * from _rows_to_insert")
-            finally:
-                con.unregister("_rows_to_insert")
+        insert_rows(con, table, rows)
     return rows.num_rows
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
-    schema, name = qualified_name.split(".")
-    found = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of ``schema.table``, in order; a missing relation fails with its name."""
+    schema, name = relation.split(".")
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position",
         [schema, name],
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()
+    if not rows:
+        raise LookupError(f"relation {relation} does not exist in the warehouse")
+    return rows
