@@ -17,14 +17,29 @@ def relation_columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]
 
 
 def check_feature_model(con: duckdb.DuckDBPyConnection, uc: UseCase) -> None:
-    """Every column the YAML names must exist in the feature and label models."""
-    required = [uc.entity_key, uc.partition_column, uc.baseline_score, *uc.features, *uc.segment_columns]
-    check_columns(uc, uc.feature_model, relation_columns(con, uc.feature_model), required)
+    """Every column the YAML names must exist in the feature and label models (the error names the key)."""
+    check_columns(
+        uc,
+        uc.feature_model,
+        relation_columns(con, uc.feature_model),
+        {
+            "entity_key": [uc.entity_key],
+            "partition_column": [uc.partition_column],
+            "baseline.score_column": [uc.baseline_score],
+            "features.numeric": uc.numeric_features,
+            "features.categorical": uc.categorical_features,
+            "evaluation.segment_columns": uc.segment_columns,
+        },
+    )
     check_columns(
         uc,
         uc.label_model,
         relation_columns(con, uc.label_model),
-        [uc.entity_key, uc.label, uc.label_available_at],
+        {
+            "entity_key": [uc.entity_key],
+            "label": [uc.label],
+            "label_available_at": [uc.label_available_at],
+        },
     )
 
 
@@ -60,7 +75,7 @@ def partition_rows(
 
     ``features`` are the model's own inputs; a column the feature model lacks fails here, before scoring.
     """
-    check_columns(uc, uc.feature_model, relation_columns(con, uc.feature_model), features)
+    check_columns(uc, uc.feature_model, relation_columns(con, uc.feature_model), {"the model's features": features})
     return con.execute(
         f"select {_feature_select(uc, features)} from {uc.feature_model} f "
         f"where f.{uc.partition_column} between ? and ? order by f.{uc.partition_column}, f.{uc.entity_key}",

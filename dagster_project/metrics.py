@@ -62,3 +62,45 @@ def decision_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str
     recall = true_pos / max(float(np.sum(y == 1)), 1.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def min_cost_threshold(y: np.ndarray, p: np.ndarray, false_positive_cost: float, false_negative_cost: float) -> float:
+    """The probability threshold with the lowest total cost of false positives and false negatives."""
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    true_pos = np.cumsum(y_sorted)
+    false_pos = np.arange(1, y.size + 1) - true_pos
+    false_neg = y.sum() - true_pos
+    cost = false_positive_cost * false_pos + false_negative_cost * false_neg
+    last_of_tie = np.r_[p_sorted[1:] != p_sorted[:-1], True]
+    best = int(np.argmin(np.where(last_of_tie, cost, np.inf)))
+    # Flagging nothing can be cheapest too: then the threshold sits just above the highest score.
+    if false_negative_cost * y.sum() < cost[best]:
+        return float(np.nextafter(p_sorted[0], np.inf))
+    return float(p_sorted[best])
+
+
+def reliability_table(y: np.ndarray, p: np.ndarray, bins: int) -> list[dict]:
+    """Equal-width probability bins: rows, mean prediction and observed rate per non-empty bin."""
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            rows.append(
+                {
+                    "bin": b,
+                    "lower": b / bins,
+                    "upper": (b + 1) / bins,
+                    "n_rows": int(mask.sum()),
+                    "mean_prediction": float(p[mask].mean()),
+                    "observed_rate": float(y[mask].mean()),
+                }
+            )
+    return rows
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float:
+    """ECE: the row-weighted mean gap between mean prediction and observed rate over equal-width bins."""
+    table = reliability_table(y, p, bins)
+    return float(sum(r["n_rows"] * abs(r["mean_prediction"] - r["observed_rate"]) for r in table) / max(y.size, 1))

@@ -3,8 +3,9 @@ feature and of the score against the training reference of the model that scored
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -19,6 +20,7 @@ from dagster_project.warehouse import ensure_schema, insert_rows, transaction
 
 PERFORMANCE_TABLE = "monitoring.performance_daily"
 DRIFT_TABLE = "monitoring.feature_drift_daily"
+ALERTS_TABLE = "monitoring.alerts"
 
 
 def ensure_monitoring_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -34,6 +36,12 @@ def ensure_monitoring_tables(con: duckdb.DuckDBPyConnection) -> None:
         "model_version integer, feature varchar not null, kind varchar not null, psi double, threshold double, "
         "drifted boolean, n_rows integer, computed_at timestamptz, "
         "primary key (partition_date, model_name, feature))"
+    )
+    con.execute(
+        f"create table if not exists {ALERTS_TABLE} (alert_id varchar primary key, partition_date date not null, "
+        "opened_at timestamptz not null, closed_at timestamptz, severity varchar not null, kind varchar not null, "
+        "subject varchar not null, value double, threshold double, model_name varchar, model_version integer, "
+        "message varchar)"
     )
 
 
@@ -113,16 +121,92 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
                 "computed_at": computed_at,
             }
         )
-    _replace_day(con, uc, day, [performance], drift_rows)
+    test_roc_auc = json.loads(version_row(con, uc.model_name, version)["metrics"]).get("roc_auc")
+    _replace_day(con, uc, day, [performance], drift_rows, test_roc_auc)
     drifted = [r["feature"] for r in drift_rows if r["drifted"]]
     return DayMonitoring(day, version, status, metrics["roc_auc"], drifted)
 
 
+def day_alerts(
+    con: duckdb.DuckDBPyConnection, uc: UseCase, day: date, drift: list[dict], test_roc_auc: float | None
+) -> list[dict]:
+    """The day's alerts: the rolling ROC-AUC far below the model's test ROC-AUC (error), many drifted features
+    or a drifted score (warn)."""
+    if not drift:
+        return []
+    version = drift[0]["model_version"]
+    alerts = []
+
+    def alert(severity: str, kind: str, subject: str, value: float, threshold: float, message: str) -> None:
+        alerts.append(
+            {
+                "alert_id": f"{uc.model_name}:{day}:{kind}:{subject}",
+                "partition_date": day,
+                "opened_at": datetime.now(UTC),
+                "severity": severity,
+                "kind": kind,
+                "subject": subject,
+                "value": value,
+                "threshold": threshold,
+                "model_name": uc.model_name,
+                "model_version": version,
+                "message": message,
+            }
+        )
+
+    rolling, days = con.execute(
+        f"select avg(roc_auc), count(*) from {PERFORMANCE_TABLE} where model_name = ? and model_version = ? "
+        "and status = 'ok' and partition_date between ? and ?",
+        [uc.model_name, version, day - timedelta(days=uc.rolling_days - 1), day],
+    ).fetchone()
+    if test_roc_auc is not None and rolling is not None and days >= uc.rolling_days // 2 + 1:
+        floor = test_roc_auc - uc.max_auc_drop
+        if rolling < floor:
+            alert(
+                "error",
+                "performance",
+                "roc_auc",
+                rolling,
+                floor,
+                f"{uc.rolling_days}-day ROC-AUC {rolling:.3f} is below the test ROC-AUC {test_roc_auc:.3f} "
+                f"minus {uc.max_auc_drop}",
+            )
+    features = [r for r in drift if r["kind"] != "prediction"]
+    share = sum(r["drifted"] for r in features) / max(len(features), 1)
+    if share >= uc.max_drifted_share:
+        alert(
+            "warn",
+            "feature_drift",
+            "drifted_share",
+            share,
+            uc.max_drifted_share,
+            f"{share:.0%} of features have PSI above {uc.psi_threshold}",
+        )
+    for r in drift:
+        if r["kind"] == "prediction" and r["drifted"]:
+            alert(
+                "warn",
+                "prediction_drift",
+                r["feature"],
+                r["psi"],
+                r["threshold"],
+                f"score PSI {r['psi']:.3f} above {r['threshold']}",
+            )
+    return alerts
+
+
 def _replace_day(
-    con: duckdb.DuckDBPyConnection, uc: UseCase, day: date, performance: list[dict], drift: list[dict]
+    con: duckdb.DuckDBPyConnection,
+    uc: UseCase,
+    day: date,
+    performance: list[dict],
+    drift: list[dict],
+    test_roc_auc: float | None = None,
 ) -> None:
-    """Replace the day's rows of both monitoring tables in one transaction."""
+    """Replace the day's rows of the monitoring tables, its alerts included, in one transaction."""
     with transaction(con):
         for table, rows in ((PERFORMANCE_TABLE, performance), (DRIFT_TABLE, drift)):
             con.execute(f"delete from {table} where partition_date = ? and model_name = ?", [day, uc.model_name])
             insert_rows(con, table, pa.Table.from_pylist(rows))
+        con.execute(f"delete from {ALERTS_TABLE} where partition_date = ? and model_name = ?", [day, uc.model_name])
+        insert_rows(con, ALERTS_TABLE, pa.Table.from_pylist(day_alerts(con, uc, day, drift, test_roc_auc)))

@@ -53,7 +53,7 @@ def score_day(con: duckdb.DuckDBPyConnection, uc: UseCase, model: LoadedModel, d
     frame = partition_rows(con, uc, day, day, model.signature.features)
     scored_at = datetime.now(UTC)
     if frame.height:
-        probability = model.booster.predict(model.signature.matrix(frame))
+        probability = model.scorer.predict(frame)
     else:
         probability = np.empty(0)
     rows = pa.table(

@@ -22,12 +22,19 @@ import yaml
 from dagster_project.settings import PROJECT_ROOT, Settings, default_source_dir
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
-# Short windows keep the suite fast: January to mid-February trains, the rest of February validates, and
-# the first days of March are scored and monitored as in production.
-TRAIN = (date(2013, 1, 1), date(2013, 2, 10))
-VALIDATION = (date(2013, 2, 11), date(2013, 2, 28))
-REPLAY = (date(2013, 3, 1), date(2013, 3, 5))
-LAST_SOURCE_DAY = date(2013, 3, 10)
+# Short windows keep the suite fast: trained on 2013-04-01, the model learns January to 3 March, early-stops
+# and is calibrated on 4-17 March, is gated on 18-31 March; the first days of April are scored and monitored.
+AS_OF = date(2013, 4, 1)
+TEST_WINDOWS = {
+    "train_start": date(2013, 1, 1),
+    "validation_days": 14,
+    "test_days": 14,
+    "min_train_days": 14,
+    "initial_as_of": AS_OF,
+}
+TUNING = {"n_trials": 3, "timeout_seconds": 600, "max_boost_round": 150, "early_stopping_rounds": 20}
+REPLAY = (AS_OF, date(2013, 4, 5))
+LAST_SOURCE_DAY = date(2013, 4, 10)
 
 
 def write_sources(target: Path, last_day: date, max_flights: int | None = None) -> Path:
@@ -50,11 +57,9 @@ def write_sources(target: Path, last_day: date, max_flights: int | None = None) 
 def write_use_case(target: Path, **overrides: dict) -> Path:
     """The real use case with the test windows (and any overrides merged in)."""
     raw = yaml.safe_load((PROJECT_ROOT / "use_cases" / "flight_delay.yml").read_text())
-    raw["windows"] = {
-        "train": {"start": TRAIN[0], "end": TRAIN[1]},
-        "validation": {"start": VALIDATION[0], "end": VALIDATION[1]},
-    }
-    raw["model"]["num_boost_round"] = 80
+    raw["windows"] = dict(TEST_WINDOWS)
+    raw["tuning"] |= TUNING
+    raw["evaluation"]["min_segment_rows"] = 150
     for key, value in overrides.items():
         raw[key] = raw.get(key, {}) | value if isinstance(value, dict) else value
     target.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -82,10 +87,14 @@ class Pipeline:
     results: dict[str, dg.ExecuteInProcessResult]
     settings: Settings
 
-    def run(self, job: str, partition: str) -> dg.ExecuteInProcessResult:
+    def run(self, job: str, partition: str | None = None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
         return self.definitions.resolve_job_def(job).execute_in_process(
-            instance=self.instance, partition_key=partition, raise_on_error=False
+            instance=self.instance, partition_key=partition, run_config=run_config, raise_on_error=False
         )
+
+    def stage(self, prefix: str) -> dg.ExecuteInProcessResult:
+        """The replay's first stage whose name starts with ``prefix`` (train, score, monitor, ...)."""
+        return next(result for name, result in self.results.items() if name.startswith(prefix))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,14 @@ from dagster_project.drift import (
     numeric_shares,
     psi,
 )
-from dagster_project.metrics import binary_metrics, decision_metrics, max_f1_threshold
+from dagster_project.metrics import (
+    binary_metrics,
+    decision_metrics,
+    expected_calibration_error,
+    max_f1_threshold,
+    min_cost_threshold,
+    reliability_table,
+)
 
 
 def test_psi_matches_a_hand_computed_value():
@@ -75,3 +82,26 @@ def test_the_max_f1_threshold_is_the_best_cut_found_by_brute_force():
     p = np.round(np.clip(0.4 * y + rng.uniform(size=300) * 0.6, 0, 1), 2)  # with ties
     best = max(decision_metrics(y, p, t)["f1"] for t in np.unique(p))
     assert decision_metrics(y, p, max_f1_threshold(y, p))["f1"] == pytest.approx(best)
+
+
+def test_the_min_cost_threshold_is_the_cheapest_cut_found_by_brute_force():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=300).astype(float)
+    p = np.round(np.clip(0.4 * y + rng.uniform(size=300) * 0.6, 0, 1), 2)
+
+    def cost(t: float) -> float:
+        flagged = p >= t
+        return 1.0 * np.sum(flagged & (y == 0)) + 3.0 * np.sum(~flagged & (y == 1))
+
+    best = min(cost(t) for t in [*np.unique(p), 1.01])
+    assert cost(min_cost_threshold(y, p, 1.0, 3.0)) == best
+
+
+def test_ece_and_the_reliability_table_match_a_hand_computed_example():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.1, 0.1, 0.1, 0.9, 0.9, 0.9])
+    table = reliability_table(y, p, bins=10)
+    assert [(r["bin"], r["n_rows"]) for r in table] == [(1, 3), (9, 3)]
+    assert table[0]["observed_rate"] == pytest.approx(1 / 3)
+    # |0.1 - 1/3| * 3/6 + |0.9 - 2/3| * 3/6
+    assert expected_calibration_error(y, p, 10) == pytest.approx(abs(0.1 - 1 / 3) / 2 + abs(0.9 - 2 / 3) / 2)

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.conftest import REPLAY, Pipeline
+from tests.conftest import AS_OF, REPLAY, Pipeline
 
 
 def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
@@ -19,16 +19,15 @@ def _query(path: Path, sql: str, params: list | None = None) -> list[tuple]:
 
 
 def test_every_stage_succeeded_and_every_dbt_check_passed(pipeline: Pipeline):
-    assert set(pipeline.results) == {
+    assert list(pipeline.results) == [
         "extract",
         "raw_profile",
         "dbt",
         "feature_profile",
-        "train",
-        "gate",
-        "score",
-        "monitor",
-    }
+        "train 2013-04-01",
+        "score 2013-04-01",
+        "monitor 2013-04-01",
+    ]
     assert all(result.success for result in pipeline.results.values())
     evaluations = pipeline.results["dbt"].get_asset_check_evaluations()
     assert len(evaluations) >= 20, "dbt tests should surface as Dagster asset checks"
@@ -42,10 +41,14 @@ def test_every_stage_succeeded_and_every_dbt_check_passed(pipeline: Pipeline):
 def test_python_asset_checks_ran_and_passed(pipeline: Pipeline):
     checks = {
         e.check_name: e.passed
-        for stage in ("gate", "score")
-        for e in pipeline.results[stage].get_asset_check_evaluations()
+        for stage in ("train", "score")
+        for e in pipeline.stage(stage).get_asset_check_evaluations()
     }
-    assert checks == {"champion_artifact_is_intact": True, "predictions_cover_each_scored_day_once": True}
+    assert checks == {
+        "passes_gate": True,
+        "champion_artifact_is_intact": True,
+        "predictions_cover_each_scored_day_once": True,
+    }
 
 
 def test_raw_tables_carry_load_metadata_and_availability(pipeline: Pipeline):
@@ -103,23 +106,39 @@ def test_every_raw_and_feature_table_is_profiled(pipeline: Pipeline, published_d
     assert dep_time[1:] == expected[1:]
 
 
-def test_registry_holds_a_verified_champion_better_than_the_baseline(pipeline: Pipeline, published_db: Path):
-    ((version, status, metrics, baseline, sha, path, gate_passed, code),) = _query(
+def test_registry_holds_a_verified_first_version_better_than_both_baselines(pipeline: Pipeline, published_db: Path):
+    ((metrics, baselines, sha, path, gate_passed, code, manifest, as_of, test_end, n_trials),) = _query(
         published_db,
-        "select version, status, metrics, baseline_metrics, artifact_sha256, artifact_path, "
-        "gate_passed, code_version from ml.model_versions",
+        "select metrics, baseline_metrics, artifact_sha256, artifact_path, gate_passed, code_version, "
+        "dbt_manifest_sha256, as_of, test_end, n_trials from ml.model_versions where version = 1",
     )
-    assert (version, status, gate_passed) == (1, "champion", True)
-    assert json.loads(metrics)["roc_auc"] > json.loads(baseline)["roc_auc"] + 0.02
+    assert gate_passed and as_of == AS_OF and test_end < AS_OF
+    metrics, baselines = json.loads(metrics), json.loads(baselines)
+    assert set(baselines) == {"baseline_route", "baseline_rate"}
+    assert baselines["baseline_rate"]["roc_auc"] == 0.5
+    assert metrics["roc_auc"] > max(b["roc_auc"] for b in baselines.values()) + 0.02
+    assert {"pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "threshold"} <= set(metrics)
     folder = Path(path)
     assert hashlib.sha256((folder / "model.txt").read_bytes()).hexdigest() == sha
-    assert json.loads((folder / "metadata.json").read_text())["model_sha256"] == sha
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["model_sha256"] == sha
+    assert (
+        metadata["files_sha256"]["calibration.json"]
+        == hashlib.sha256((folder / "calibration.json").read_bytes()).hexdigest()
+    )
+    assert json.loads((folder / "calibration.json").read_text())["x"], "isotonic knots are stored as JSON"
     profile = json.loads((folder / "reference_profile.json").read_text())
     assert "route_late_rate_28d" in profile and "__prediction__" in profile
-    assert code
+    card = (folder / "model_card.md").read_text()
+    assert "## Gate decision: passed" in card and sha in card
+    assert code and len(manifest) == 64 and n_trials == 3
     assert not list(folder.glob("*.pkl")) and not list(folder.glob("*.pickle"))
-    events = _query(published_db, "select event from ml.model_history order by event_at")
+    events = _query(published_db, "select event from ml.model_history where version = 1 order by event_at limit 2")
     assert [e for (e,) in events] == ["registered", "promoted"]
+    trials = _query(published_db, "select count(*), count(value) from ml.tuning_trials where version = 1")
+    assert trials[0][0] == 3 and trials[0][1] >= 1
+    segments = _query(published_db, "select distinct segment_column from ml.model_segment_metrics where version = 1")
+    assert {s for (s,) in segments} == {"carrier", "origin", "month"}
 
 
 def test_every_flight_of_each_replayed_day_is_scored_once(pipeline: Pipeline, published_db: Path):
@@ -142,7 +161,7 @@ def test_every_flight_of_each_replayed_day_is_scored_once(pipeline: Pipeline, pu
     runs = _query(
         published_db,
         "select count(distinct run_id) from predictions.flight_delay where flight_date between ? and ? and run_id = ?",
-        [*REPLAY, pipeline.results["score"].run_id],
+        [*REPLAY, pipeline.stage("score").run_id],
     )
     assert runs == [(1,)]
     newest = _query(published_db, "select max(flight_date) from predictions.flight_delay")[0][0]

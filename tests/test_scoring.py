@@ -63,10 +63,10 @@ def test_a_model_file_that_differs_from_its_sha256_is_refused_before_scoring(pip
 
 
 def test_a_day_without_rows_is_scored_as_empty_not_as_an_error(pipeline: Pipeline):
-    # The sources end on 2013-03-10: a later day has no scheduled flights yet.
-    result = pipeline.run("scoring_job", "2013-03-20")
+    # The sources end on 2013-04-10: a later day has no scheduled flights yet.
+    result = pipeline.run("scoring_job", "2013-04-20")
 
     assert result.success
     materialization = result.asset_materializations_for_node("daily_predictions")[0]
     assert materialization.metadata["dagster/row_count"].value == 0
-    assert _day(pipeline.settings.warehouse_path, "2013-03-20")[0][0] == 0
+    assert _day(pipeline.settings.warehouse_path, "2013-04-20")[0][0] == 0

@@ -15,23 +15,50 @@ from dagster_project.use_case import load_use_case
 UC = load_use_case(PROJECT_ROOT / "use_cases" / "flight_delay.yml")
 
 
-def test_a_candidate_beating_the_baseline_with_no_champion_passes():
-    decision = judge(UC, {"roc_auc": 0.75}, {"roc_auc": 0.60}, None)
-    assert decision.passed
-    assert "no current champion" in decision.reasons[-1]
+BASELINES = {"baseline_route": {"roc_auc": 0.60}, "baseline_rate": {"roc_auc": 0.5}}
 
 
-def test_a_candidate_too_close_to_the_baseline_is_rejected():
-    decision = judge(UC, {"roc_auc": 0.61}, {"roc_auc": 0.60}, None)
-    assert not decision.passed
-    assert "does not beat the baseline" in decision.reasons[0]
+def _segment(scorer: str, value: str, auc: float, gated: bool = True) -> dict:
+    return {"scorer": scorer, "segment_column": "carrier", "segment_value": value, "gated": gated, "roc_auc": auc}
+
+
+def _failed(decision) -> list[str]:
+    return [c.name for c in decision.checks if not c.passed]
+
+
+def test_a_candidate_beating_the_best_baseline_with_no_champion_passes():
+    decision = judge(UC, {"roc_auc": 0.75}, BASELINES, None, [], None, [])
+    assert decision.passed and _failed(decision) == []
+    assert decision.checks[0].value == 0.15 and decision.checks[0].threshold == UC.min_lift_over_baseline
+
+
+def test_a_candidate_too_close_to_the_best_baseline_is_rejected():
+    decision = judge(UC, {"roc_auc": 0.61}, BASELINES, None, [], None, [])
+    assert _failed(decision) == ["beats_baseline"]
+    assert "baseline_route" in decision.checks[0].detail
 
 
 def test_a_candidate_behind_the_champion_on_the_same_rows_is_rejected():
-    decision = judge(UC, {"roc_auc": 0.74}, {"roc_auc": 0.60}, {"roc_auc": 0.76})
-    assert not decision.passed
-    assert "falls behind the champion" in decision.reasons[-1]
-    assert decision.values["champion_roc_auc"] == 0.76
+    decision = judge(UC, {"roc_auc": 0.74}, BASELINES, {"roc_auc": 0.76}, [], [], [])
+    assert _failed(decision) == ["not_behind_champion"]
+    assert decision.checks[1].value == 0.02
+
+
+def test_a_candidate_behind_the_champion_in_one_large_segment_is_rejected():
+    segments = [
+        _segment("candidate", "AA", 0.70),
+        _segment("candidate", "UA", 0.60),
+        _segment("candidate", "OO", 0.40, gated=False),
+    ]
+    champion = [_segment("champion", "AA", 0.69), _segment("champion", "UA", 0.70), _segment("champion", "OO", 0.90)]
+    decision = judge(UC, {"roc_auc": 0.75}, BASELINES, {"roc_auc": 0.74}, segments, champion, [])
+    assert _failed(decision) == ["segments_not_behind_champion"]
+    assert "carrier=UA" in decision.checks[2].detail  # the small segment OO is not gated
+
+
+def test_a_schema_mismatch_is_rejected():
+    decision = judge(UC, {"roc_auc": 0.75}, BASELINES, None, [], None, ["distance is VARCHAR in features"])
+    assert _failed(decision) == ["input_schema_matches"]
 
 
 def _frame(rows: int, label: float) -> pl.DataFrame:

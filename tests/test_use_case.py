@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,25 @@ def _with(path: str, value) -> dict:
     return raw
 
 
-def test_the_shipped_use_case_loads_and_names_no_python():
+def test_the_shipped_use_case_loads_with_consecutive_windows():
     uc = load_use_case(PROJECT_ROOT / "use_cases" / "flight_delay.yml")
     assert uc.entity_key == "flight_id" and uc.partition_column == "flight_date"
-    assert uc.train.end < uc.validation.start
     assert set(uc.categorical_features).isdisjoint(uc.numeric_features)
     assert uc.predictions_table == "predictions.flight_delay"
+    w = uc.windows()
+    assert (w.train.start, w.train.end) == (date(2013, 1, 1), date(2013, 4, 30))
+    assert (w.validation.start, w.validation.end) == (date(2013, 5, 1), date(2013, 5, 31))
+    assert (w.test.start, w.test.end) == (date(2013, 6, 1), date(2013, 6, 30))
+
+
+def test_later_trainings_slide_the_windows_and_keep_them_consecutive():
+    uc = load_use_case(PROJECT_ROOT / "use_cases" / "flight_delay.yml")
+    for as_of in uc.retraining_dates(date(2013, 7, 1), date(2013, 12, 31)):
+        w = uc.windows(as_of)
+        assert w.train.end < w.validation.start and w.validation.end < w.test.start and w.test.end < as_of
+        assert (w.validation.start - w.train.end).days == (w.test.start - w.validation.end).days == 1
+        assert w.test.end == as_of - timedelta(days=1) and w.test.days == uc.test_days
+    assert [d.month for d in uc.retraining_dates(date(2013, 7, 1), date(2013, 12, 31))] == [7, 8, 9, 10, 11, 12]
 
 
 @pytest.mark.parametrize(
@@ -41,12 +55,17 @@ def test_the_shipped_use_case_loads_and_names_no_python():
     [
         ("entity_key", None, "missing key 'entity_key'"),
         ("gate.metric", "accuracy", "gate.metric 'accuracy' is unknown"),
-        ("windows.validation.start", RAW["windows"]["train"]["end"], "must not overlap"),
-        ("windows.train.end", RAW["windows"]["train"]["start"].replace(year=2012), "end is before start"),
+        ("windows.train_start", date(2013, 6, 15), "the windows would overlap"),
+        ("windows.initial_as_of", date(2013, 3, 15), "fewer than windows.min_train_days"),
+        ("windows.test_days", 0, "'windows.test_days' must be positive"),
+        ("windows.train_days", 120, "set exactly one of windows.train_start"),
         ("decision.rule", "fixed", "needs decision.threshold"),
         ("feature_model", "flight_features", "must be 'schema.table'"),
         ("label", "is late; drop table x", "not a plain SQL identifier"),
         ("monitoring.drift_exclude", ["wingspan"], "drift_exclude names ['wingspan']"),
+        ("tuning.search_space.num_leaves", {"low": 100, "high": 10}, "low 100 must be below high 10"),
+        ("calibration", "platt", "calibration 'platt' is unknown"),
+        ("retraining.cadence", "hourly", "retraining.cadence 'hourly' is unknown"),
     ],
 )
 def test_a_wrong_yaml_fails_with_the_key_named(path, value, message):

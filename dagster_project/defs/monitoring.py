@@ -4,7 +4,13 @@ import dagster as dg
 
 from dagster_project.defs.resources import USE_CASE, WAREHOUSE_POOL, WarehouseResource
 from dagster_project.defs.scoring import DAILY, daily_predictions, partition_days
-from dagster_project.monitoring import DRIFT_TABLE, PERFORMANCE_TABLE, ensure_monitoring_tables, monitor_day
+from dagster_project.monitoring import (
+    ALERTS_TABLE,
+    DRIFT_TABLE,
+    PERFORMANCE_TABLE,
+    ensure_monitoring_tables,
+    monitor_day,
+)
 
 
 @dg.asset(
@@ -27,7 +33,7 @@ def daily_monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             results.append(result)
             if result.status == "not_scored":
                 context.log.info(f"{day}: not scored yet; nothing to monitor")
-        warehouse.publish(con, [PERFORMANCE_TABLE, DRIFT_TABLE], context.run_id)
+        warehouse.publish(con, [PERFORMANCE_TABLE, DRIFT_TABLE, ALERTS_TABLE], context.run_id)
     aucs = [r.roc_auc for r in results if r.roc_auc is not None]
     drifted = sorted({f for r in results for f in r.drifted_features})
     if drifted:
