@@ -72,6 +72,7 @@ class UseCase:
     validation_days: int
     test_days: int
     min_train_days: int
+    label_lag_days: int
     initial_as_of: date
     baseline_score: str
     model_name: str
@@ -123,13 +124,15 @@ class UseCase:
         return CADENCES[self.retraining_cadence]
 
     def windows(self, as_of: date | None = None) -> Windows:
-        """The train, validation and test windows of a training run on ``as_of`` (labels up to as_of - 1).
+        """The train, validation and test windows of a training run on ``as_of``.
 
-        The test window holds the newest labelled days; validation the days before it; training everything
+        The test window ends ``windows.label_lag_days`` before as_of (the newest day whose labels have all
+        landed) and holds the newest labelled days; validation the days before it; training everything
         before that, from ``windows.train_start`` (expanding) or the last ``windows.train_days`` days.
         """
         as_of = as_of or self.initial_as_of
-        test = Window(as_of - timedelta(days=self.test_days), as_of - timedelta(days=1))
+        test_end = as_of - timedelta(days=self.label_lag_days)
+        test = Window(test_end - timedelta(days=self.test_days - 1), test_end)
         validation = Window(test.start - timedelta(days=self.validation_days), test.start - timedelta(days=1))
         train_end = validation.start - timedelta(days=1)
         train_start = self.train_start or train_end - timedelta(days=(self.train_days or 1) - 1)
@@ -258,6 +261,7 @@ def parse_use_case(raw: dict) -> UseCase:
         validation_days=_positive(raw, "windows.validation_days", int),
         test_days=_positive(raw, "windows.test_days", int),
         min_train_days=_positive(raw, "windows.min_train_days", int, 28),
+        label_lag_days=_positive(raw, "windows.label_lag_days", int, 1),
         initial_as_of=_get(raw, "windows.initial_as_of", date),
         baseline_score=_identifier(_get(raw, "baseline.score_column", str), "baseline.score_column"),
         model_name=_identifier(_get(raw, "model.name", str), "model.name"),

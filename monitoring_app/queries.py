@@ -111,12 +111,14 @@ def _versions(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.DataFrame:
         f"""
         select
             version, status, created_at, promoted_at,
-            train_start, train_end, validation_start, validation_end,
+            train_start, train_end, test_start, test_end,
             {_metric("metrics", "roc_auc")} as roc_auc,
-            {_metric("baseline_metrics", "roc_auc")} as baseline_roc_auc,
+            -- the best of the naive baselines, scored on the same test days
+            (select max(try_cast(json_extract_string(value, '$.roc_auc') as double))
+             from json_each(baseline_metrics)) as baseline_roc_auc,
             champion_version,
             {_metric("champion_metrics", "roc_auc")} as champion_roc_auc,
-            {_metric("metrics", "base_rate")} as validation_base_rate,
+            {_metric("metrics", "base_rate")} as test_base_rate,
             gate_passed, gate_reasons, threshold, code_version
         from {MODEL_VERSIONS}
         where model_name = ?

@@ -101,7 +101,7 @@ def show_live_model(versions: pd.DataFrame) -> pd.Series | None:
     cols = st.columns(4)
     cols[0].metric("Live version", f"v{version}")
     cols[1].metric(
-        "ROC-AUC at validation",
+        "ROC-AUC on its test days",
         _number(live["roc_auc"]),
         _difference(live["roc_auc"], live["baseline_roc_auc"], ".3f", "vs simple baseline"),
         help=AUC_HELP,
@@ -109,7 +109,7 @@ def show_live_model(versions: pd.DataFrame) -> pd.Series | None:
     cols[2].metric(
         "Simple baseline ROC-AUC",
         _number(live["baseline_roc_auc"]),
-        help="The naive rule an analyst would use without a model, scored on the same validation days.",
+        help="The best naive rule an analyst would use without a model, scored on the same test days.",
     )
     if pd.isna(live["champion_version"]):
         cols[3].metric("Previous live version", "none", help="It was the first version promoted.")
@@ -118,11 +118,11 @@ def show_live_model(versions: pd.DataFrame) -> pd.Series | None:
             "Previous live version",
             f"v{int(live['champion_version'])}",
             _difference(live["roc_auc"], live["champion_roc_auc"], ".3f", "ROC-AUC vs it"),
-            help="The version it was compared with, on the same validation days, before promotion.",
+            help="The version it was compared with, on the same test days, before promotion.",
         )
     st.caption(
         f"Trained on {_window(live['train_start'], live['train_end'])} · "
-        f"validated on {_window(live['validation_start'], live['validation_end'])} · "
+        f"tested on {_window(live['test_start'], live['test_end'])} · "
         f"flags a case when its probability is at least {live['threshold']:.2f}"
     )
     reasons = live["gate_reasons"] or "no reason recorded"
@@ -150,7 +150,7 @@ def _auc_chart(measured: pd.DataFrame, live: pd.Series | None) -> alt.LayerChart
     colors = ["#9ecae1", "#08519c"]
     reference = pd.DataFrame(columns=["roc_auc", "series"])
     if live is not None:
-        series.append(f"At validation (v{int(live['version'])})")
+        series.append(f"On its test days (v{int(live['version'])})")
         colors.append("#d95f0e")
         reference = pd.DataFrame({"roc_auc": [live["roc_auc"]], "series": [series[-1]]})
     color = alt.Color(
@@ -177,7 +177,7 @@ def _auc_chart(measured: pd.DataFrame, live: pd.Series | None) -> alt.LayerChart
         .encode(
             y="roc_auc:Q",
             color=color,
-            tooltip=[alt.Tooltip("roc_auc:Q", title="ROC-AUC at validation", format=".3f")],
+            tooltip=[alt.Tooltip("roc_auc:Q", title="ROC-AUC on its test days", format=".3f")],
         )
     )
     return alt.layer(lines, rule).properties(height=300)
@@ -229,7 +229,7 @@ def show_performance(performance: pd.DataFrame, live: pd.Series | None) -> None:
     cols[0].metric(
         f"ROC-AUC, last {RECENT_DAYS} days",
         _number(recent_auc),
-        None if live is None else _difference(recent_auc, live["roc_auc"], ".3f", "vs validation"),
+        None if live is None else _difference(recent_auc, live["roc_auc"], ".3f", "vs its test days"),
         help=AUC_HELP,
     )
     actual, predicted = recent["base_rate"].mean(), recent["mean_prediction"].mean()

@@ -55,7 +55,7 @@ def test_page_shows_the_live_model_from_the_file(monkeypatch, published_db):
     if champion:
         version, roc_auc = champion[0]
         assert metrics["Live version"] == f"v{version}"
-        assert metrics["ROC-AUC at validation"] == f"{roc_auc:.3f}"
+        assert metrics["ROC-AUC on its test days"] == f"{roc_auc:.3f}"
         assert any(f"Version {version}" in md.value for md in at.markdown)
     else:
         assert "Live version" not in metrics

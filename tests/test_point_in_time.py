@@ -1,7 +1,9 @@
-"""No leakage: a feature of day D never depends on an outcome that was unknown when D was scored.
+"""No leakage: a feature of day D never depends on an outcome that was unknown when D was scored, and no
+training or validation row depends on an outcome of the test window.
 
 The batch for D runs the evening of D-1, before D-1's outcomes land, so outcomes of D-1, D and later days
-are rewritten here and the real dbt project rebuilt: every feature of D must stay exactly as it was.
+are rewritten here and the real dbt project rebuilt: every feature of D must stay exactly as it was, and so
+must every row of a training run whose test window starts on D-1.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_project.dataset import labelled_rows
 from dagster_project.ingest import extract
 from dagster_project.settings import PROJECT_ROOT
+from dagster_project.use_case import load_use_case
 from tests.conftest import write_sources
 
 DAY = date(2013, 2, 10)
@@ -48,6 +52,14 @@ def _rows(warehouse: Path, table: str, day: date) -> list[tuple]:
         return con.execute(f"select * from {table} where flight_date = ? order by flight_id", [day]).fetchall()
 
 
+def _window_rows(warehouse: Path, uc, windows) -> dict:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {
+            name: labelled_rows(con, uc, w.start, w.end, windows.as_of)
+            for name, w in (("train", windows.train), ("validation", windows.validation), ("test", windows.test))
+        }
+
+
 def test_outcomes_of_the_eve_and_later_do_not_change_features_of_the_day(tmp_path: Path):
     warehouse = tmp_path / "warehouse.duckdb"
     sources = write_sources(tmp_path / "sources", DAY + timedelta(days=5))
@@ -59,6 +71,13 @@ def test_outcomes_of_the_eve_and_later_do_not_change_features_of_the_day(tmp_pat
     later_before = _rows(warehouse, "features.flight_features", DAY + timedelta(days=2))
     labels_before = _rows(warehouse, "features.flight_labels", DAY)
     assert len(features_before) > 500
+    # A training run whose test window starts on the eve of DAY: the rewrite below touches only that window.
+    uc = load_use_case(Path(os.environ["MLOPS_USE_CASE"]))
+    windows = uc.windows(DAY - timedelta(days=1) + timedelta(days=uc.test_days + uc.label_lag_days - 1))
+    assert windows.test.start == DAY - timedelta(days=1)
+    before = _window_rows(warehouse, uc, windows)
+    dates = {name: frame.get_column(uc.partition_column) for name, frame in before.items()}
+    assert dates["train"].max() < dates["validation"].min() <= dates["validation"].max() < dates["test"].min()
 
     with duckdb.connect(str(warehouse)) as con:
         # Every flight from the eve on becomes late; every third is cancelled instead.
@@ -72,6 +91,9 @@ def test_outcomes_of_the_eve_and_later_do_not_change_features_of_the_day(tmp_pat
     _dbt_run(warehouse, tmp_path / "target")
 
     assert _rows(warehouse, "features.flight_features", DAY) == features_before
+    after = _window_rows(warehouse, uc, windows)
+    for name in ("train", "validation"):
+        assert after[name].equals(before[name]), f"a {name} row changed when only test-window outcomes did"
     # The rewrite was real: the day's labels and the features two days later did change.
     assert _rows(warehouse, "features.flight_labels", DAY) != labels_before
     assert _rows(warehouse, "features.flight_features", DAY + timedelta(days=2)) != later_before

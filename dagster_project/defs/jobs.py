@@ -82,7 +82,7 @@ def error_alerts_since(published: Path, opened_after: str) -> list[tuple[str, st
             return []
         return con.execute(
             "select alert_id, opened_at::varchar, message from monitoring.alerts where severity = 'error' "
-            "and opened_at::varchar > ? order by opened_at",
+            "and opened_at > ?::timestamptz order by opened_at",
             [opened_after],
         ).fetchall()
 
@@ -94,7 +94,7 @@ def retrain_on_alert_sensor(context: dg.SensorEvaluationContext, warehouse: Ware
     It reads the published file, so it never takes the warehouse's lock; the cursor is the newest alert seen
     and the time of the last retraining it requested.
     """
-    cursor = json.loads(context.cursor) if context.cursor else {"alert": "", "requested_at": None}
+    cursor = json.loads(context.cursor) if context.cursor else {"alert": "1970-01-01 00:00:00+00", "requested_at": None}
     alerts = error_alerts_since(Path(warehouse.published_path), cursor["alert"])
     if not alerts:
         return dg.SkipReason("no new error alert")
