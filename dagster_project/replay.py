@@ -169,6 +169,15 @@ def _summary(settings: Settings, wall: float) -> None:
             f"  {version:>3} {as_of!s:<11} {f'{t0}..{t1}':<24} {f'{s0}..{s1}':<24} {metrics['roc_auc']:>8.4f} "
             f"{best:>8.4f} {metrics['ece']:>6.3f} {trials:>6} {seconds:>8.1f}  {status}"
         )
+    champion = next((v for v in versions if v[2] == "champion"), None)
+    if champion is not None:
+        metrics, baselines = json.loads(champion[3]), json.loads(champion[4])
+        columns = {f"v{champion[0]}": metrics} | baselines
+        print(f"\nChampion v{champion[0]} on its test window {champion[9]}..{champion[10]}:")
+        print(f"  {'metric':<10}" + "".join(f"{name:>16}" for name in columns))
+        for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "precision", "recall", "f1"):
+            cells = "".join(f"{'' if m.get(name) is None else format(m[name], '.4f'):>16}" for m in columns.values())
+            print(f"  {name:<10}{cells}")
     print("Champion history:")
     for at, version, event, actor in events:
         print(f"  {at:%Y-%m-%d %H:%M:%S}  v{version} {event} by {actor}")
