@@ -108,6 +108,9 @@ class UseCase:
     partitions_start: date
     retraining_cadence: str
     retraining_cooldown_days: int
+    batch_rows: int = 100_000
+    reason_codes: int = 3
+    max_invalid_share: float = 0.01
     drift_exclude: list[str] = field(default_factory=list)
     description: str = ""
 
@@ -298,6 +301,9 @@ def parse_use_case(raw: dict) -> UseCase:
         retraining_cadence=_choice(raw, "retraining.cadence", CADENCES),
         retraining_cooldown_days=_positive(raw, "retraining.cooldown_days", int),
         drift_exclude=drift_exclude,
+        batch_rows=_positive(raw, "scoring.batch_rows", int, 100_000),
+        reason_codes=_get(raw, "scoring.reason_codes", int, 3),
+        max_invalid_share=float(_get(raw, "scoring.max_invalid_share", (int, float), 0.01)),
     )
     use_case.windows()  # the initial windows must be valid: fail at load, not at the first training
     return use_case
