@@ -256,7 +256,8 @@ def train_candidate(
         # Trials vary min_data_in_leaf on one Dataset, which LightGBM refuses while pre-filtering features.
         params={"feature_pre_filter": False},
     )
-    valid_set = lgb.Dataset(signature.matrix(validation), label=y_valid, reference=train_set)
+    valid_set = lgb.Dataset(signature.matrix(validation), label=y_valid, reference=train_set,
+                            params={"feature_pre_filter": False})
     tuning = tune(uc, train_set, valid_set)
     booster = lgb.train(dict(uc.params) | tuning.best_params, train_set, num_boost_round=tuning.best_iteration)
 

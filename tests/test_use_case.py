@@ -55,10 +55,9 @@ def test_later_trainings_slide_the_windows_and_keep_them_consecutive():
     [
         ("entity_key", None, "missing key 'entity_key'"),
         ("gate.metric", "accuracy", "gate.metric 'accuracy' is unknown"),
-        ("windows.train_start", date(2013, 6, 15), "the windows would overlap"),
-        ("windows.initial_as_of", date(2013, 3, 15), "fewer than windows.min_train_days"),
+        ("windows.train_days", 10, "fewer than windows.min_train_days"),
         ("windows.test_days", 0, "'windows.test_days' must be positive"),
-        ("windows.train_days", 120, "set exactly one of windows.train_start"),
+        ("windows.train_start", date(2013, 1, 1), "set exactly one of windows.train_start"),
         ("decision.rule", "fixed", "needs decision.threshold"),
         ("feature_model", "flight_features", "must be 'schema.table'"),
         ("label", "is late; drop table x", "not a plain SQL identifier"),
@@ -71,6 +70,13 @@ def test_later_trainings_slide_the_windows_and_keep_them_consecutive():
 def test_a_wrong_yaml_fails_with_the_key_named(path, value, message):
     with pytest.raises(UseCaseError, match=re.escape(message)):
         parse_use_case(_with(path, value))
+
+
+def test_an_expanding_window_that_starts_after_validation_is_refused_as_overlapping():
+    raw = _with("windows.train_start", date(2013, 6, 15))
+    del raw["windows"]["train_days"]
+    with pytest.raises(UseCaseError, match="the windows would overlap"):
+        parse_use_case(raw)
 
 
 def test_a_feature_both_numeric_and_categorical_is_refused():
