@@ -56,15 +56,21 @@ def _feature_select(uc: UseCase, features: list[str] | None = None) -> str:
     return ", ".join(f"f.{c}" for c in columns)
 
 
-def labelled_rows(con: duckdb.DuckDBPyConnection, uc: UseCase, start: date, end: date, as_of: date) -> pl.DataFrame:
-    """Features and labels of partitions ``start..end`` whose label had landed by the start of ``as_of``."""
+def labelled_rows_sql(uc: UseCase, start: date, end: date, as_of: date) -> str:
+    """SELECT of the features and labels of partitions ``start..end`` whose label had landed by ``as_of``."""
     cutoff = datetime.combine(as_of, time())
-    return con.execute(
+    return (
         f"select {_feature_select(uc)}, l.{uc.label}::double as {uc.label} "
         f"from {uc.feature_model} f join {uc.label_model} l on f.{uc.entity_key} = l.{uc.entity_key} "
-        f"where f.{uc.partition_column} between ? and ? and l.{uc.label_available_at} <= ? "
-        f"order by f.{uc.partition_column}, f.{uc.entity_key}",
-        [start, end, cutoff],
+        f"where f.{uc.partition_column} between date '{start.isoformat()}' and date '{end.isoformat()}' "
+        f"and l.{uc.label_available_at} <= timestamp '{cutoff.isoformat(sep=' ')}'"
+    )
+
+
+def labelled_rows(con: duckdb.DuckDBPyConnection, uc: UseCase, start: date, end: date, as_of: date) -> pl.DataFrame:
+    """Features and labels of partitions ``start..end`` whose label had landed by the start of ``as_of``."""
+    return con.execute(
+        f"{labelled_rows_sql(uc, start, end, as_of)} order by f.{uc.partition_column}, f.{uc.entity_key}"
     ).pl()
 
 

@@ -192,6 +192,28 @@ def prediction_drift(
     return feature_drift(con, scores, model_name, version, [PREDICTION], [])
 
 
+def export_reference(con: duckdb.DuckDBPyConnection, model_name: str, version: int) -> dict:
+    """A version's stored profile as plain data (feature -> profile, bins, cells, levels), for its folder."""
+    exported: dict[str, dict] = {}
+    for table, key in (
+        (PROFILE_TABLE, "profile"),
+        (BINS_TABLE, "psi_bins"),
+        (CELLS_TABLE, "cells"),
+        (CATEGORICAL_TABLE, "levels"),
+    ):
+        rows = con.execute(
+            f"select * exclude (model_name, version) from {table} where model_name = $m and version = $v order by all",
+            {"m": model_name, "v": version},
+        ).to_arrow_table()
+        for row in rows.to_pylist():
+            feature = exported.setdefault(row.pop("feature"), {})
+            if key == "profile":
+                feature |= {k: v for k, v in row.items() if k != "created_at"}
+            else:
+                feature.setdefault(key, []).append(row)
+    return exported
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Storing the reference
 

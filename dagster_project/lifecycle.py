@@ -11,8 +11,10 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
-from dagster_project.dataset import check_feature_model, labelled_rows
+from dagster_project.dataset import check_feature_model, labelled_rows, labelled_rows_sql
+from dagster_project.drift_sql import export_reference, store_prediction_reference, store_reference
 from dagster_project.model_card import model_card
 from dagster_project.registry import (
     CARD_FILE,
@@ -132,12 +134,30 @@ def train_and_register(
             tuning,
         )
 
-    folder, sha = write_artifacts(
-        models_dir, uc.model_name, version, candidate.scorer, metadata, candidate.reference_profile, card
-    )
+    profile = store_reference_profile(con, uc, windows, version, candidate)
+    folder, sha = write_artifacts(models_dir, uc.model_name, version, candidate.scorer, metadata, profile, card)
     row |= {"artifact_path": str(folder), "artifact_sha256": sha}
     register(con, row, candidate.tuning.trials, candidate.segment_metrics, actor)
     return Registered(version, row, candidate, windows)
+
+
+def store_reference_profile(
+    con: duckdb.DuckDBPyConnection, uc: UseCase, windows: Windows, version: int, candidate: Candidate
+) -> dict:
+    """Profile the training rows and the validation scores into the warehouse (drift is always computed
+    against the data the scoring model learned from); return the same profile for the version's folder."""
+    training_rows = labelled_rows_sql(uc, windows.train.start, windows.train.end, windows.as_of)
+    store_reference(
+        con, training_rows, uc.numeric_features, uc.categorical_features, uc.model_name, version, bins=uc.psi_bins
+    )
+    con.register("_validation_scores", pa.table({"score": candidate.validation_scores}))
+    try:
+        store_prediction_reference(
+            con, "select score from _validation_scores", "score", uc.model_name, version, bins=uc.psi_bins
+        )
+    finally:
+        con.unregister("_validation_scores")
+    return export_reference(con, uc.model_name, version)
 
 
 def schema_problems(con: duckdb.DuckDBPyConnection, uc: UseCase, model_signature, frame: pl.DataFrame) -> list[str]:

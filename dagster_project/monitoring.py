@@ -11,11 +11,11 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from dagster_project.dataset import partition_rows
-from dagster_project.drift import PREDICTION, current_shares, psi
+from dagster_project.dataset import relation_columns
+from dagster_project.drift_sql import feature_drift, prediction_drift
 from dagster_project.metrics import binary_metrics
 from dagster_project.registry import load_model, version_row
-from dagster_project.use_case import UseCase
+from dagster_project.use_case import UseCase, check_columns
 from dagster_project.warehouse import ensure_schema, insert_rows, transaction
 
 PERFORMANCE_TABLE = "monitoring.performance_daily"
@@ -34,9 +34,17 @@ def ensure_monitoring_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"create table if not exists {DRIFT_TABLE} (partition_date date not null, model_name varchar, "
         "model_version integer, feature varchar not null, kind varchar not null, psi double, threshold double, "
-        "drifted boolean, n_rows integer, computed_at timestamptz, "
+        "drifted boolean, n_rows bigint, null_share double, unseen_share double, js_distance double, "
+        "wasserstein_normed double, computed_at timestamptz, "
         "primary key (partition_date, model_name, feature))"
     )
+    for column, kind in (
+        ("null_share", "double"),
+        ("unseen_share", "double"),
+        ("js_distance", "double"),
+        ("wasserstein_normed", "double"),
+    ):
+        con.execute(f"alter table {DRIFT_TABLE} add column if not exists {column} {kind}")
     con.execute(
         f"create table if not exists {ALERTS_TABLE} (alert_id varchar primary key, partition_date date not null, "
         "opened_at timestamptz not null, closed_at timestamptz, severity varchar not null, kind varchar not null, "
@@ -100,31 +108,51 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
         "computed_at": computed_at,
     }
 
-    features = partition_rows(con, uc, day, day, model.signature.features)
-    drift_rows = []
-    for feature, reference in model.reference_profile.items():
-        if feature in uc.drift_exclude:
-            continue
-        values = scored.get_column("probability") if feature == PREDICTION else features.get_column(feature)
-        value = psi(reference["shares"], current_shares(reference, values))
-        drift_rows.append(
-            {
-                "partition_date": day,
-                "model_name": uc.model_name,
-                "model_version": version,
-                "feature": feature,
-                "kind": "prediction" if feature == PREDICTION else reference["kind"],
-                "psi": value,
-                "threshold": uc.psi_threshold,
-                "drifted": value > uc.psi_threshold,
-                "n_rows": values.len(),
-                "computed_at": computed_at,
-            }
-        )
+    drift_rows = [
+        row
+        | {
+            "partition_date": day,
+            "model_name": uc.model_name,
+            "model_version": version,
+            "threshold": uc.psi_threshold,
+            "drifted": row["psi"] is not None and row["psi"] > uc.psi_threshold,
+            "computed_at": computed_at,
+        }
+        for row in day_drift(con, uc, day, version, model.signature).to_pylist()
+    ]
     test_roc_auc = json.loads(version_row(con, uc.model_name, version)["metrics"]).get("roc_auc")
     _replace_day(con, uc, day, [performance], drift_rows, test_roc_auc)
     drifted = [r["feature"] for r in drift_rows if r["drifted"]]
     return DayMonitoring(day, version, status, metrics["roc_auc"], drifted)
+
+
+def day_drift(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date, version: int, signature) -> pa.Table:
+    """PSI, Jensen-Shannon and normed Wasserstein of every input of the day and of its scores, in DuckDB,
+    against the reference stored when the scoring model was trained."""
+    numeric = [f for f in signature.numeric if f not in uc.drift_exclude]
+    categorical = [f for f in signature.categorical_levels if f not in uc.drift_exclude]
+    check_columns(
+        uc, uc.feature_model, relation_columns(con, uc.feature_model), {"the model's features": numeric + categorical}
+    )
+    features = feature_drift(
+        con,
+        f"select * from {uc.feature_model} where {uc.partition_column} = date '{day.isoformat()}'",
+        uc.model_name,
+        version,
+        numeric,
+        categorical,
+    )
+    scores = prediction_drift(
+        con,
+        f"select probability from {uc.predictions_table} where {uc.partition_column} = "
+        f"date '{day.isoformat()}' and model_name = '{uc.model_name}'",
+        "probability",
+        uc.model_name,
+        version,
+    )
+    kinds = pa.array(["prediction"] * scores.num_rows)
+    scores = scores.set_column(scores.schema.get_field_index("kind"), "kind", kinds)
+    return pa.concat_tables([features, scores])
 
 
 def day_alerts(

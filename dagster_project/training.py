@@ -14,7 +14,6 @@ from optuna_integration import LightGBMPruningCallback
 from sklearn.isotonic import IsotonicRegression
 
 from dagster_project.dataset import categorical_levels, encode
-from dagster_project.drift import PREDICTION, build_reference, numeric_reference
 from dagster_project.metrics import (
     binary_metrics,
     decision_metrics,
@@ -107,9 +106,9 @@ class Candidate:
     baseline_metrics: dict[str, dict]  # scorer -> test-window metrics
     segment_metrics: list[dict]
     reliability: list[dict]
-    reference_profile: dict
     rows: dict[str, int]
     train_base_rate: float
+    validation_scores: np.ndarray = field(repr=False)
 
 
 def check_training_data(uc: UseCase, frame: pl.DataFrame, window: str) -> None:
@@ -256,8 +255,9 @@ def train_candidate(
         # Trials vary min_data_in_leaf on one Dataset, which LightGBM refuses while pre-filtering features.
         params={"feature_pre_filter": False},
     )
-    valid_set = lgb.Dataset(signature.matrix(validation), label=y_valid, reference=train_set,
-                            params={"feature_pre_filter": False})
+    valid_set = lgb.Dataset(
+        signature.matrix(validation), label=y_valid, reference=train_set, params={"feature_pre_filter": False}
+    )
     tuning = tune(uc, train_set, valid_set)
     booster = lgb.train(dict(uc.params) | tuning.best_params, train_set, num_boost_round=tuning.best_iteration)
 
@@ -276,9 +276,6 @@ def train_candidate(
     }
     metrics = {name: evaluate(uc, y_test, p, thresholds[name]) for name, p in test_scores.items()}
 
-    profile = build_reference(train, uc.numeric_features, uc.categorical_features, uc.psi_bins)
-    # The score's reference is the validation window: the first data the model scored unseen.
-    profile[PREDICTION] = numeric_reference(p_valid, uc.psi_bins)
     return Candidate(
         scorer=scorer,
         threshold=threshold,
@@ -288,7 +285,7 @@ def train_candidate(
         baseline_metrics={k: v for k, v in metrics.items() if k != "candidate"},
         segment_metrics=segment_metrics(uc, test, y_test, test_scores, thresholds),
         reliability=reliability_table(y_test, p_test, uc.reliability_bins),
-        reference_profile=profile,
+        validation_scores=p_valid,
         rows={"train": train.height, "validation": validation.height, "test": test.height},
         train_base_rate=train_base_rate,
     )

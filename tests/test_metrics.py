@@ -1,23 +1,11 @@
-"""Metrics and PSI checked against hand-computed values and SciPy."""
+"""Metrics checked against hand-computed values, brute force and SciPy (drift: tests/test_drift_sql.py)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import polars as pl
 import pytest
 from scipy.stats import mannwhitneyu
 
-from dagster_project.drift import (
-    NULL_BIN,
-    OTHER_BIN,
-    build_reference,
-    categorical_shares,
-    current_shares,
-    numeric_shares,
-    psi,
-)
 from dagster_project.metrics import (
     binary_metrics,
     decision_metrics,
@@ -26,36 +14,6 @@ from dagster_project.metrics import (
     min_cost_threshold,
     reliability_table,
 )
-
-
-def test_psi_matches_a_hand_computed_value():
-    reference, current = [0.5, 0.3, 0.2], [0.3, 0.3, 0.4]
-    expected = (0.3 - 0.5) * math.log(0.3 / 0.5) + 0 + (0.4 - 0.2) * math.log(0.4 / 0.2)
-    assert psi(reference, current) == pytest.approx(expected)
-    assert psi(reference, reference) == 0
-
-
-def test_psi_of_an_empty_bin_is_finite():
-    assert math.isfinite(psi([0.5, 0.5, 0.0], [0.0, 0.5, 0.5]))
-
-
-def test_numeric_bins_are_right_closed_with_a_null_bin():
-    values = np.array([1.0, 2.0, 2.0, 3.0, np.nan])
-    assert numeric_shares(values, [2.0]) == [0.6, 0.2, 0.2]
-
-
-def test_categorical_shares_count_unseen_levels_and_nulls_apart():
-    shares = categorical_shares(pl.Series(["a", "a", "b", "z", None]), ["a", "b", "c"])
-    assert shares == {"a": 0.4, "b": 0.2, "c": 0.0, OTHER_BIN: 0.2, NULL_BIN: 0.2}
-
-
-def test_a_sample_against_its_own_reference_has_zero_psi_and_a_shift_does_not():
-    rng = np.random.default_rng(0)
-    frame = pl.DataFrame({"x": rng.normal(size=5000), "c": rng.choice(["a", "b", "c"], size=5000)})
-    reference = build_reference(frame, ["x"], ["c"], bins=10)
-    assert psi(reference["x"]["shares"], current_shares(reference["x"], frame.get_column("x"))) == 0
-    shifted = pl.Series(rng.normal(loc=1.0, size=5000))
-    assert psi(reference["x"]["shares"], current_shares(reference["x"], shifted)) > 0.2
 
 
 def test_roc_auc_agrees_with_the_mann_whitney_statistic():
