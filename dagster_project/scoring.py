@@ -1,29 +1,91 @@
-"""Batch scoring: one partition day at a time, each day's rows replaced in one transaction."""
+"""Batch scoring: one partition day at a time, streamed in Arrow record batches, each day replaced in one
+transaction.
+
+A day's feature rows are read from DuckDB as Arrow record batches of ``scoring.batch_rows`` rows, validated
+(see validation.py), encoded and predicted batch by batch, and inserted back through Arrow, so peak memory
+follows the batch size, not the partition. The day's previous predictions are deleted first and the inserts
+follow in the same transaction: a failure or a killed process leaves the previous content of the day.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from dagster_project.dataset import partition_rows
 from dagster_project.registry import LoadedModel
 from dagster_project.use_case import UseCase
-from dagster_project.warehouse import ensure_schema, replace_rows
+from dagster_project.validation import (
+    InputSchema,
+    InvalidInputError,
+    check_signature,
+    describe_invalid,
+    input_schema,
+    training_ranges,
+    validate_batch,
+)
+from dagster_project.warehouse import ensure_schema, transaction
+
+# The table always has at least this many reason-code slots, whatever scoring.reason_codes says, so its
+# layout (and the dbt mart and on-run-start hook built on it, see dbt/macros) does not depend on the YAML;
+# a larger k adds slots, k = 0 leaves them null.
+MIN_REASON_SLOTS = 3
+
+
+def reason_columns(slots: int) -> dict[str, str]:
+    columns = {}
+    for i in range(1, slots + 1):
+        columns[f"reason_{i}_feature"] = "varchar"
+        columns[f"reason_{i}_contribution"] = "double"
+    return columns
+
+
+def predictions_columns(uc: UseCase) -> dict[str, str]:
+    """Column name -> DuckDB type of the predictions table (dbt/macros/create_predictions_source.sql mirrors it)."""
+    return {
+        uc.partition_column: "date not null",
+        uc.entity_key: "varchar not null",
+        "model_name": "varchar not null",
+        "model_version": "integer not null",
+        "scored_at": "timestamptz not null",
+        "run_id": "varchar not null",
+        "probability": "double not null",
+        "decision": "boolean not null",
+        "threshold": "double not null",
+        **reason_columns(max(uc.reason_codes, MIN_REASON_SLOTS)),
+    }
+
+
+def quarantine_table(uc: UseCase) -> str:
+    """Rows that failed input validation. Not in schema `predictions`: readers take every table there for
+    a predictions table (the monitoring app does)."""
+    return f"quarantine.{uc.name}"
 
 
 def ensure_predictions_table(con: duckdb.DuckDBPyConnection, uc: UseCase) -> None:
+    """Create the predictions and quarantine tables (or add reason-code columns to an older one) and the view."""
     ensure_schema(con, "predictions")
+    columns = predictions_columns(uc)
+    body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
     con.execute(
-        f"create table if not exists {uc.predictions_table} ("
-        f"{uc.partition_column} date not null, {uc.entity_key} varchar not null, model_name varchar not null, "
-        "model_version integer not null, scored_at timestamptz not null, run_id varchar not null, "
-        "probability double not null, decision boolean not null, threshold double not null, "
+        f"create table if not exists {uc.predictions_table} ({body}, "
         f"primary key ({uc.partition_column}, {uc.entity_key}))"
+    )
+    for name, kind in reason_columns(max(uc.reason_codes, MIN_REASON_SLOTS)).items():
+        con.execute(f"alter table {uc.predictions_table} add column if not exists {name} {kind}")
+    ensure_schema(con, "quarantine")
+    con.execute(
+        f"create table if not exists {quarantine_table(uc)} ("
+        f"{uc.partition_column} date not null, {uc.entity_key} varchar not null, column_name varchar, "
+        "failed_check varchar not null, value varchar, run_id varchar not null, quarantined_at timestamptz not null, "
+        "partition_rejected boolean not null)"
     )
     con.execute(f"create or replace view {uc.predictions_table}_latest as {latest_view_sql(uc)}")
 
@@ -46,29 +108,164 @@ class ScoredDay:
     day: date
     rows: int
     mean_probability: float | None
+    quarantined_rows: int = 0
+    unseen_levels: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
 
 
-def score_day(con: duckdb.DuckDBPyConnection, uc: UseCase, model: LoadedModel, day: date, run_id: str) -> ScoredDay:
-    """Score every entity of ``day`` with ``model`` and replace that day's predictions atomically."""
-    frame = partition_rows(con, uc, day, day, model.signature.features)
-    scored_at = datetime.now(UTC)
-    if frame.height:
-        probability = model.scorer.predict(frame)
-    else:
-        probability = np.empty(0)
-    rows = pa.table(
-        {
-            uc.partition_column: frame.get_column(uc.partition_column).to_arrow(),
-            uc.entity_key: frame.get_column(uc.entity_key).cast(str).to_arrow(),
-            "model_name": pa.array([model.model_name] * frame.height, pa.string()),
-            "model_version": pa.array([model.version] * frame.height, pa.int32()),
-            "scored_at": pa.array([scored_at] * frame.height, pa.timestamp("us", tz="UTC")),
-            "run_id": pa.array([run_id] * frame.height, pa.string()),
-            "probability": pa.array(probability, pa.float64()),
-            "decision": pa.array(probability >= model.threshold, pa.bool_()),
-            "threshold": pa.array([model.threshold] * frame.height, pa.float64()),
-        }
+def top_contributions(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes and values of the ``k`` largest contributions of each row by absolute value, largest first.
+
+    ``contributions`` holds one column per feature (no bias). Ties keep the feature order (stable sort).
+    """
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(contributions, order, axis=1)
+
+
+def predict_batch(model: LoadedModel, frame: pl.DataFrame, uc: UseCase) -> pa.Table:
+    """Probabilities, decisions and (with ``scoring.reason_codes`` > 0) the top reason codes of one batch.
+
+    Contributions are LightGBM's SHAP values (``pred_contrib``) on the raw log-odds scale, before calibration.
+    """
+    matrix = model.signature.matrix(frame)
+    probability = model.scorer.calibrator.apply(model.scorer.booster.predict(matrix))
+    columns = {
+        uc.partition_column: frame.get_column(uc.partition_column).to_arrow(),
+        uc.entity_key: frame.get_column(uc.entity_key).to_arrow(),
+        "probability": pa.array(probability, pa.float64()),
+        "decision": pa.array(probability >= model.threshold, pa.bool_()),
+    }
+    k = min(uc.reason_codes, len(model.signature.features))
+    if k:
+        contributions = model.scorer.booster.predict(matrix, pred_contrib=True)[:, :-1]  # last column: bias
+        order, values = top_contributions(contributions, k)
+        names = pa.array(model.signature.features, pa.string())
+        for i in range(k):
+            columns[f"reason_{i + 1}_feature"] = pa.DictionaryArray.from_arrays(
+                pa.array(order[:, i].astype(np.int32)), names
+            ).cast(pa.string())
+            columns[f"reason_{i + 1}_contribution"] = pa.array(values[:, i], pa.float64())
+    return pa.table(columns)
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, constants: dict[str, tuple[object, str]]
+) -> None:
+    """Insert Arrow rows by name, adding columns that are the same on every row as SQL parameters."""
+    extra = ", ".join(f"?::{kind} as {name}" for name, (_, kind) in constants.items())
+    con.register("_scored_batch", rows)
+    try:
+        con.execute(
+            f"insert into {table} by name select *{', ' + extra if extra else ''} from _scored_batch",
+            [value for value, _ in constants.values()],
+        )
+    finally:
+        con.unregister("_scored_batch")
+
+
+def _feature_sql(uc: UseCase, features: list[str]) -> str:
+    columns = ", ".join(dict.fromkeys(features))
+    # No `order by`: sorting would hold the whole day before the first batch; the rows' order does not matter.
+    return (
+        f"select {uc.entity_key}::varchar as {uc.entity_key}, {uc.partition_column}, {columns} "
+        f"from {uc.feature_model} where {uc.partition_column} = ?"
     )
-    # An empty day writes nothing but still clears stale rows of that day: the partition is what was scored.
-    replace_rows(con, uc.predictions_table, f"{uc.partition_column} = ?", [day], rows)
-    return ScoredDay(day, frame.height, float(probability.mean()) if frame.height else None)
+
+
+def score_day(
+    con: duckdb.DuckDBPyConnection,
+    uc: UseCase,
+    model: LoadedModel,
+    day: date,
+    run_id: str,
+    schema: InputSchema | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ScoredDay:
+    """Validate and score every entity of ``day`` with ``model``, replacing that day's predictions atomically.
+
+    Invalid rows go to the quarantine table instead; above ``scoring.max_invalid_share`` of the day nothing
+    is written (InvalidInputError) except the quarantine evidence. ``schema`` may be built once per run;
+    ``on_batch`` is called with the rows written so far after each batch's insert (progress).
+    """
+    check_signature(con, uc, model.signature)
+    if schema is None:
+        schema = input_schema(uc, model, training_ranges(con, uc, model))
+    features = [c for c in model.signature.features if c not in (uc.entity_key, uc.partition_column)]
+    (total,) = con.execute(f"select count(*) from {uc.feature_model} where {uc.partition_column} = ?", [day]).fetchone()
+    scored_at = datetime.now(UTC)
+    constants = {
+        "model_name": (model.model_name, "varchar"),
+        "model_version": (model.version, "integer"),
+        "scored_at": (scored_at, "timestamptz"),
+        "run_id": (run_id, "varchar"),
+        "threshold": (model.threshold, "double"),
+    }
+    failures: list[pl.DataFrame] = []
+    invalid = rows = batches = 0
+    probability_sum = 0.0
+    unseen: Counter[str] = Counter()
+    # A second connection reads while this one writes: a new query on the writing connection would end the
+    # open result. It reads committed feature rows; the writes stay in this connection's transaction.
+    reader = con.cursor()
+    try:
+        batches_in = reader.execute(_feature_sql(uc, features), [day]).to_arrow_reader(uc.batch_rows)
+        try:
+            with transaction(con):
+                con.execute(f"delete from {uc.predictions_table} where {uc.partition_column} = ?", [day])
+                for batch in batches_in:
+                    checked = validate_batch(schema, pl.from_arrow(batch))
+                    batches += 1
+                    unseen.update(checked.unseen_levels)
+                    if checked.invalid_rows:
+                        invalid += checked.invalid_rows
+                        failures.append(checked.failures)
+                        if invalid > uc.max_invalid_share * total:
+                            raise InvalidInputError(
+                                describe_invalid(schema, day, pl.concat(failures), invalid, total, uc.max_invalid_share)
+                            )
+                    if checked.valid.height:
+                        scored = predict_batch(model, checked.valid, uc)
+                        probability_sum += float(pc.sum(scored["probability"]).as_py())
+                        rows += scored.num_rows
+                        _insert(con, uc.predictions_table, scored, constants)
+                    if on_batch is not None:
+                        on_batch(rows)
+                # The day's quarantine then lists exactly the rows its current predictions left out.
+                con.execute(f"delete from {quarantine_table(uc)} where {uc.partition_column} = ?", [day])
+                _quarantine(con, uc, day, failures, run_id, scored_at, rejected=False)
+        except InvalidInputError:
+            # Evidence of the refused run, in its own transaction: the predictions of the day were rolled back.
+            with transaction(con):
+                _quarantine(con, uc, day, failures, run_id, scored_at, rejected=True)
+            raise
+    finally:
+        reader.close()
+    return ScoredDay(
+        day,
+        rows,
+        probability_sum / rows if rows else None,
+        quarantined_rows=invalid,
+        unseen_levels={c: n for c, n in unseen.items() if n},
+        batches=batches,
+    )
+
+
+def _quarantine(
+    con: duckdb.DuckDBPyConnection,
+    uc: UseCase,
+    day: date,
+    failures: list[pl.DataFrame],
+    run_id: str,
+    at: datetime,
+    rejected: bool,
+) -> None:
+    if not failures:
+        return
+    rows = pl.concat(failures).to_arrow()
+    constants = {
+        uc.partition_column: (day, "date"),
+        "run_id": (run_id, "varchar"),
+        "quarantined_at": (at, "timestamptz"),
+        "partition_rejected": (rejected, "boolean"),
+    }
+    _insert(con, quarantine_table(uc), rows, constants)

@@ -7,7 +7,18 @@ import dagster as dg
 from dagster_project.defs.resources import USE_CASE, WAREHOUSE_POOL, WarehouseResource
 from dagster_project.defs.training import FEATURE_KEYS, champion_model
 from dagster_project.registry import load_champion
-from dagster_project.scoring import days, ensure_predictions_table, latest_view_sql, score_day
+from dagster_project.scoring import (
+    days,
+    ensure_predictions_table,
+    latest_view_sql,
+    quarantine_table,
+    score_day,
+)
+from dagster_project.validation import check_signature, input_schema, training_ranges
+
+# Analyst marts built by dbt on the predictions (views in the warehouse) are published as tables with them:
+# the published file holds no feature tables, so a view there would not resolve.
+MARTS_SCHEMA = "marts"
 
 # end_offset=2: the partition of tomorrow exists today, because the evening batch scores tomorrow.
 DAILY = dg.DailyPartitionsDefinition(
@@ -33,22 +44,40 @@ def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     model version, the run id and scored_at. A rerun replaces the day's rows; a backfill is one run."""
     uc = warehouse.use_case()
     started = time.monotonic()
-    total = 0
+    total = quarantined = 0
+    unseen: dict[str, dict[str, int]] = {}
     with warehouse.connection() as con:
         model = load_champion(con, uc.model_name)
         ensure_predictions_table(con, uc)
+        # A renamed or missing column fails here, before any day is touched.
+        check_signature(con, uc, model.signature)
+        schema = input_schema(uc, model, training_ranges(con, uc, model))
         targets = partition_days(context)
         for done, day in enumerate(targets, start=1):
-            scored = score_day(con, uc, model, day, context.run_id)
+            scored = score_day(con, uc, model, day, context.run_id, schema)
             total += scored.rows
-            if scored.rows == 0:
+            quarantined += scored.quarantined_rows
+            if scored.unseen_levels:
+                unseen[str(day)] = scored.unseen_levels
+            if scored.quarantined_rows:
+                context.log.warning(
+                    f"{day}: {scored.quarantined_rows} row(s) failed input validation and were quarantined in "
+                    f"{quarantine_table(uc)}, not scored"
+                )
+            if scored.rows == 0 and scored.quarantined_rows == 0:
                 context.log.info(f"{day}: no rows to score; nothing written")
             if done % 10 == 0 or done == len(targets):
                 rate = total / max(time.monotonic() - started, 1e-9)
                 context.log.info(f"scored {done}/{len(targets)} days, {total} rows, {rate:,.0f} rows/s")
+        marts = [
+            f"{MARTS_SCHEMA}.{name}"
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = ? order by 1", [MARTS_SCHEMA]
+            ).fetchall()
+        ]
         warehouse.publish(
             con,
-            [uc.predictions_table],
+            [uc.predictions_table, quarantine_table(uc), *marts],
             context.run_id,
             views={f"{uc.predictions_table}_latest": latest_view_sql(uc)},
         )
@@ -59,20 +88,36 @@ def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
             "model_version": model.version,
             "first_day": str(targets[0]),
             "last_day": str(targets[-1]),
+            "reason_codes": uc.reason_codes,
+            "batch_rows": uc.batch_rows,
+            "quarantined_rows": quarantined,
+            # Unseen categorical levels are scored as missing (as LightGBM treats them), not quarantined.
+            "unseen_levels": dg.MetadataValue.json(unseen),
+            "unseen_level_rows": sum(n for per_day in unseen.values() for n in per_day.values()),
+            "input_schema": dg.MetadataValue.json(schema.describe()),
+            "published_marts": ", ".join(marts) or "none",
         }
     )
 
 
-@dg.asset_check(asset=daily_predictions, description="One row per entity per scored day, and every entity scored.")
+@dg.asset_check(
+    asset=daily_predictions,
+    description="One row per entity per scored day, and every entity either scored or quarantined.",
+)
 def predictions_cover_each_scored_day_once(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     uc = warehouse.use_case()
     with warehouse.connection() as con:
         duplicates, missing, extra = con.execute(
             f"""
             with scored as (select {uc.partition_column} as day, {uc.entity_key} as key from {uc.predictions_table}),
+            quarantined as (
+                select distinct {uc.partition_column} as day, {uc.entity_key} as key from {quarantine_table(uc)}
+                where not partition_rejected
+            ),
             expected as (
-                select f.{uc.partition_column} as day, f.{uc.entity_key} as key from {uc.feature_model} f
+                select f.{uc.partition_column} as day, f.{uc.entity_key}::varchar as key from {uc.feature_model} f
                 where f.{uc.partition_column} in (select distinct day from scored)
+                except select * from quarantined
             )
             select
                 (select count(*) from (select day, key from scored group by all having count(*) > 1)),
