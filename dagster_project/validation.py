@@ -132,11 +132,6 @@ def plausible_bounds(low: float | None, high: float | None) -> tuple[float, floa
     return (max(lower, 0.0) if low >= 0 else lower, high + RANGE_MARGIN * width)
 
 
-def _null_share(reference: dict | None) -> float | None:
-    # Both numeric and categorical reference shares end with the null bin (see drift.py).
-    return None if not reference or not reference.get("shares") else float(reference["shares"][-1])
-
-
 def input_schema(uc: UseCase, model: LoadedModel, ranges: dict[str, tuple[float | None, float | None]]) -> InputSchema:
     """The pandera schema of the champion's input: names, dtypes, nulls and ranges seen in training."""
     signature = model.signature
@@ -144,8 +139,9 @@ def input_schema(uc: UseCase, model: LoadedModel, ranges: dict[str, tuple[float 
     bounds: dict[str, tuple[float, float]] = {}
     nullable: dict[str, bool] = {}
     for feature in signature.features:
-        share = _null_share(model.reference_profile.get(feature))
-        nullable[feature] = share is None or share > 0
+        # A missing value is scored as missing (LightGBM learned a direction for it) and shows up in the
+        # drift tables' null_share; refusing it would quarantine whole days when a weather hour is missing.
+        nullable[feature] = True
         trained = signature.dtypes.get(feature)
         dtype = POLARS_DTYPES.get(trained) if trained else None
         if feature in signature.categorical_levels:
