@@ -111,6 +111,7 @@ class UseCase:
     batch_rows: int = 100_000
     reason_codes: int = 3
     max_invalid_share: float = 0.01
+    valid_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     drift_exclude: list[str] = field(default_factory=list)
     description: str = ""
 
@@ -223,6 +224,21 @@ def _search_space(raw: dict) -> dict[str, SearchDimension]:
     return space
 
 
+def _valid_ranges(raw: dict, numeric: list[str]) -> dict[str, tuple[float | None, float | None]]:
+    ranges = {}
+    for name, spec in _get(raw, "scoring.valid_ranges", dict, {}).items():
+        key = f"scoring.valid_ranges.{name}"
+        if name not in numeric:
+            raise UseCaseError(f"use case: {key}: {name} is not a numeric feature")
+        if not isinstance(spec, dict) or not spec or set(spec) - {"min", "max"}:
+            raise UseCaseError(f"use case: {key} must be a mapping with min and/or max")
+        low, high = spec.get("min"), spec.get("max")
+        if low is not None and high is not None and low > high:
+            raise UseCaseError(f"use case: {key}: min {low} is above max {high}")
+        ranges[name] = (None if low is None else float(low), None if high is None else float(high))
+    return ranges
+
+
 def parse_use_case(raw: dict) -> UseCase:
     """Build and check a UseCase from parsed YAML."""
     numeric = _identifiers(raw, "features.numeric")
@@ -304,6 +320,7 @@ def parse_use_case(raw: dict) -> UseCase:
         batch_rows=_positive(raw, "scoring.batch_rows", int, 100_000),
         reason_codes=_get(raw, "scoring.reason_codes", int, 3),
         max_invalid_share=float(_get(raw, "scoring.max_invalid_share", (int, float), 0.01)),
+        valid_ranges=_valid_ranges(raw, numeric),
     )
     use_case.windows()  # the initial windows must be valid: fail at load, not at the first training
     return use_case

@@ -25,7 +25,7 @@ from dagster_project.warehouse import columns_of
 # catches impossible values (a distance of a million miles, a negative one), not novel ones: values outside
 # what training saw are drift, which monitoring reports. One width was too tight for heavy tails: a July
 # thunderstorm (0.94 in of rain in an hour) against a January-April maximum of 0.32 quarantined 2% of a day.
-# A feature never negative in training stays >= 0.
+# Physical limits (a distance is never negative) come from the YAML's scoring.valid_ranges.
 RANGE_MARGIN = 10.0
 MAX_EXAMPLES = 5
 
@@ -124,14 +124,21 @@ def training_ranges(
     return {c: (row[2 * i], row[2 * i + 1]) for i, c in enumerate(numeric)}
 
 
-def plausible_bounds(low: float | None, high: float | None) -> tuple[float, float] | None:
-    """The training range widened by RANGE_MARGIN widths on each side; never below 0 if training never was."""
+def plausible_bounds(
+    low: float | None, high: float | None, domain: tuple[float | None, float | None] = (None, None)
+) -> tuple[float, float] | None:
+    """The training range widened by RANGE_MARGIN widths on each side, cut to the YAML's domain range.
+
+    Only the YAML knows that a distance cannot be negative: a summer-trained model never saw a negative dew
+    point, yet November has them, so no bound is inferred from the sign of the training data.
+    """
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return None
     # A constant feature gets a width of its own magnitude (at least 1), so it may still vary a little.
     width = high - low or max(abs(high), 1.0)
-    lower = low - RANGE_MARGIN * width
-    return (max(lower, 0.0) if low >= 0 else lower, high + RANGE_MARGIN * width)
+    lower, upper = low - RANGE_MARGIN * width, high + RANGE_MARGIN * width
+    floor, ceiling = domain
+    return (lower if floor is None else max(lower, floor), upper if ceiling is None else min(upper, ceiling))
 
 
 def input_schema(uc: UseCase, model: LoadedModel, ranges: dict[str, tuple[float | None, float | None]]) -> InputSchema:
@@ -151,7 +158,7 @@ def input_schema(uc: UseCase, model: LoadedModel, ranges: dict[str, tuple[float 
             columns[feature] = pa.Column(dtype or pl.String, nullable=nullable[feature], coerce=False)
             continue
         checks = []
-        found = plausible_bounds(*ranges.get(feature, (None, None)))
+        found = plausible_bounds(*ranges.get(feature, (None, None)), uc.valid_ranges.get(feature, (None, None)))
         if found is not None:
             bounds[feature] = found
             checks.append(pa.Check.in_range(*found))

@@ -65,6 +65,8 @@ def test_later_trainings_slide_the_windows_and_keep_them_consecutive():
         ("tuning.search_space.num_leaves", {"low": 100, "high": 10}, "low 100 must be below high 10"),
         ("calibration", "platt", "calibration 'platt' is unknown"),
         ("retraining.cadence", "hourly", "retraining.cadence 'hourly' is unknown"),
+        ("scoring.valid_ranges", {"wingspan": {"min": 0}}, "wingspan is not a numeric feature"),
+        ("scoring.valid_ranges", {"distance": {"min": 5, "max": 1}}, "min 5 is above max 1"),
     ],
 )
 def test_a_wrong_yaml_fails_with_the_key_named(path, value, message):
