@@ -20,6 +20,7 @@ from dagster_project.lifecycle import promote_version, rollback
 from dagster_project.publish import publish
 from dagster_project.registry import (
     CARD_FILE,
+    REGISTRY_TABLES,
     ModelIntegrityError,
     RegistryError,
     ensure_registry,
@@ -30,7 +31,6 @@ from dagster_project.settings import Settings
 from dagster_project.use_case import load_use_case
 from dagster_project.warehouse import connect
 
-REGISTRY_TABLES = ["ml.model_versions", "ml.model_history", "ml.tuning_trials", "ml.model_segment_metrics"]
 LOCK_RETRIES = 10
 
 

@@ -31,6 +31,8 @@ PROFILE_FILE = "reference_profile.json"
 CARD_FILE = "model_card.md"
 VERIFIED_FILES = (MODEL_FILE, CALIBRATION_FILE)
 STATUSES = ("candidate", "champion", "archived", "rejected")
+# The registry tables readers see: republished after every change to the registry.
+REGISTRY_TABLES = ["ml.model_versions", "ml.model_history", "ml.tuning_trials", "ml.model_segment_metrics"]
 
 # Added columns are migrated with `add column if not exists`, so an older warehouse keeps working.
 VERSION_COLUMNS = {

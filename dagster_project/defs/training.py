@@ -8,9 +8,8 @@ import dagster as dg
 from dagster_project.defs.resources import DBT_PROJECT, USE_CASE, WAREHOUSE_POOL, WarehouseResource
 from dagster_project.lifecycle import file_sha256, gate_candidate, promote_version, rollback, train_and_register
 from dagster_project.model_card import metrics_table
-from dagster_project.registry import CARD_FILE, ModelIntegrityError, champion_row, load_model
+from dagster_project.registry import CARD_FILE, REGISTRY_TABLES, ModelIntegrityError, champion_row, load_model
 
-REGISTRY_TABLES = ["ml.model_versions", "ml.model_history", "ml.tuning_trials", "ml.model_segment_metrics"]
 FEATURE_KEYS = [dg.AssetKey(USE_CASE.feature_model.split(".")), dg.AssetKey(USE_CASE.label_model.split("."))]
 GATE_CHECK = "passes_gate"
 
