@@ -120,7 +120,10 @@ def monitor_day(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date) -> DayMo
         }
         for row in day_drift(con, uc, day, version, model.signature).to_pylist()
     ]
-    test_roc_auc = json.loads(version_row(con, uc.model_name, version)["metrics"]).get("roc_auc")
+    # Daily ROC-AUC is compared with the model's mean daily ROC-AUC on its test window, not with the
+    # window-wide figure, which is higher by construction (older versions lack it: then the window-wide one).
+    test_metrics = json.loads(version_row(con, uc.model_name, version)["metrics"])
+    test_roc_auc = test_metrics.get("daily_roc_auc", test_metrics.get("roc_auc"))
     _replace_day(con, uc, day, [performance], drift_rows, test_roc_auc)
     drifted = [r["feature"] for r in drift_rows if r["drifted"]]
     return DayMonitoring(day, version, status, metrics["roc_auc"], drifted)
@@ -196,8 +199,8 @@ def day_alerts(
                 "roc_auc",
                 rolling,
                 floor,
-                f"{uc.rolling_days}-day ROC-AUC {rolling:.3f} is below the test ROC-AUC {test_roc_auc:.3f} "
-                f"minus {uc.max_auc_drop}",
+                f"{uc.rolling_days}-day mean daily ROC-AUC {rolling:.3f} is below the model's mean daily ROC-AUC "
+                f"on its test window {test_roc_auc:.3f} minus {uc.max_auc_drop}",
             )
     features = [r for r in drift if r["kind"] != "prediction"]
     share = sum(r["drifted"] for r in features) / max(len(features), 1)

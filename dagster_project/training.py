@@ -204,6 +204,18 @@ def evaluate(uc: UseCase, y: np.ndarray, p: np.ndarray, threshold: float) -> dic
     )
 
 
+def mean_daily_roc_auc(days: pl.Series, y: np.ndarray, p: np.ndarray) -> float | None:
+    """The mean of each day's ROC-AUC: what daily monitoring measures, lower than one window-wide ROC-AUC
+    because a window also ranks days with different base rates against each other."""
+    values = [
+        binary_metrics(y[mask], p[mask])["roc_auc"]
+        for day in days.unique().to_list()
+        if (mask := (days == day).to_numpy()).any()
+    ]
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
 def segment_metrics(
     uc: UseCase, frame: pl.DataFrame, y: np.ndarray, scores: dict[str, np.ndarray], thresholds: dict[str, float]
 ) -> list[dict]:
@@ -275,6 +287,7 @@ def train_candidate(
         name: choose_threshold(uc, y_valid, p) for name, p in valid_baselines.items()
     }
     metrics = {name: evaluate(uc, y_test, p, thresholds[name]) for name, p in test_scores.items()}
+    metrics["candidate"]["daily_roc_auc"] = mean_daily_roc_auc(test.get_column(uc.partition_column), y_test, p_test)
 
     return Candidate(
         scorer=scorer,

@@ -118,6 +118,8 @@ def test_registry_holds_a_verified_first_version_better_than_both_baselines(pipe
     assert baselines["baseline_rate"]["roc_auc"] == 0.5
     assert metrics["roc_auc"] > max(b["roc_auc"] for b in baselines.values()) + 0.02
     assert {"pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "threshold"} <= set(metrics)
+    # what daily monitoring compares with: the mean of the test window's daily ROC-AUCs
+    assert 0.5 < metrics["daily_roc_auc"] < 1
     folder = Path(path)
     assert hashlib.sha256((folder / "model.txt").read_bytes()).hexdigest() == sha
     metadata = json.loads((folder / "metadata.json").read_text())
