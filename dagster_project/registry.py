@@ -30,7 +30,6 @@ METADATA_FILE = "metadata.json"
 PROFILE_FILE = "reference_profile.json"
 CARD_FILE = "model_card.md"
 VERIFIED_FILES = (MODEL_FILE, CALIBRATION_FILE)
-STATUSES = ("candidate", "champion", "archived", "rejected")
 # The registry tables readers see: republished after every change to the registry.
 REGISTRY_TABLES = ["ml.model_versions", "ml.model_history", "ml.tuning_trials", "ml.model_segment_metrics"]
 

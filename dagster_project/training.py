@@ -25,7 +25,6 @@ from dagster_project.metrics import (
 from dagster_project.use_case import HIGHER_IS_BETTER, TUNING_METRICS, UseCase
 
 MIN_TRAINING_ROWS = 1000
-SCORERS = ("candidate", "baseline_route", "baseline_rate")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -193,14 +193,21 @@ def test_monitoring_has_performance_and_drift_for_each_day(pipeline: Pipeline, p
     features = {f for f, *_ in drift}
     assert "__prediction__" in features and "carrier" in features and "origin_temp" in features
     assert "day_of_week" not in features  # excluded in the YAML: constant within a day
-    distances = _query(published_db, "select kind, count(*), count(js_distance), count(wasserstein_normed), "
-                                     "max(null_share) from monitoring.feature_drift_daily "
-                                     "where partition_date between ? and ? group by 1 order by 1", list(REPLAY))
+    distances = _query(
+        published_db,
+        "select kind, count(*), count(js_distance), count(wasserstein_normed), "
+        "max(null_share) from monitoring.feature_drift_daily "
+        "where partition_date between ? and ? group by 1 order by 1",
+        list(REPLAY),
+    )
     by_kind = {kind: rest for kind, *rest in distances}
     assert by_kind["numeric"][0] == by_kind["numeric"][1] == by_kind["numeric"][2] > 0
     assert by_kind["categorical"][0] == by_kind["categorical"][1] > 0 and by_kind["categorical"][2] == 0
     assert by_kind["prediction"][0] == 5 and by_kind["prediction"][2] == 5
-    reference = _query(pipeline.settings.warehouse_path, "select count(distinct feature) from ml.reference_profile "
-                                                         "where model_name = 'flight_delay_lgbm' and version = 1")
+    reference = _query(
+        pipeline.settings.warehouse_path,
+        "select count(distinct feature) from ml.reference_profile "
+        "where model_name = 'flight_delay_lgbm' and version = 1",
+    )
     assert reference == [(len(features) + 1,)]  # every input, day_of_week included, and the score
     assert all(n == 5 and low >= 0 for _, n, low in drift)
