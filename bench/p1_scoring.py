@@ -42,7 +42,7 @@ def vm_hwm_mib() -> float:
     return float("nan")
 
 
-def worker(tool: str, db: str, day: date) -> dict:
+def worker(tool: str, db: str, day: date, memory_limit: str | None = None) -> dict:
     import duckdb
     import numpy as np
 
@@ -52,6 +52,8 @@ def worker(tool: str, db: str, day: date) -> dict:
 
     uc = load_use_case(REPO / "use_cases" / "flight_delay.yml")
     con = duckdb.connect(db)
+    if memory_limit:
+        con.execute(f"set memory_limit = '{memory_limit}'")
     model = registry.load_champion(con, uc.model_name)
     booster = model.scorer.booster
     features = [c for c in model.signature.features]
@@ -156,15 +158,18 @@ def worker(tool: str, db: str, day: date) -> dict:
     return result
 
 
-def run(tool: str, db: str, rows: int) -> dict:
+def run(tool: str, db: str, rows: int, memory_limit: str | None = None) -> dict:
     load = os.getloadavg()[0]
     cmd = [sys.executable, __file__, "--worker", tool, "--db", db, "--day", str(SIZE_DAYS[rows])]
+    if memory_limit:
+        cmd += ["--memory-limit", memory_limit]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise RuntimeError(f"{tool} at {rows}: {done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["load_1min_before"] = load
     result["size"] = rows
+    result["memory_limit"] = memory_limit
     print(json.dumps(result), flush=True)
     return result
 
@@ -184,7 +189,7 @@ def summary(results: list[dict]) -> None:
             f"{statistics.median(m):.0f} ({min(m):.0f}-{max(m):.0f}) | {len(rs)} |"
         )
         if "phases" in rs[0]:
-            keys = rs[0]["phases"]
+            keys = [k for k in rs[0]["phases"] if all(k in r["phases"] for r in rs)]
             print(
                 "    phases (median s): "
                 + ", ".join(f"{k} {statistics.median(r['phases'][k] for r in rs):.2f}" for k in keys)
@@ -196,12 +201,13 @@ def main() -> None:
     parser.add_argument("--db", default="/tmp/bench/scale.duckdb")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", choices=["p1", "rc", "p3"], nargs="+", default=["p1", "rc"])
+    parser.add_argument("--memory-limit", help="DuckDB's memory_limit in the workers (default: DuckDB's own)")
     parser.add_argument("--worker")
     parser.add_argument("--day", type=date.fromisoformat)
     parser.add_argument("--out", default="/tmp/bench/p1_results.jsonl")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.db, args.day)))
+        print(json.dumps(worker(args.worker, args.db, args.day, args.memory_limit)))
         return
     plan = []
     if "p1" in args.only:
@@ -214,7 +220,7 @@ def main() -> None:
     with open(args.out, "a") as out:
         for _ in range(args.runs):
             for tool, rows in plan:
-                r = run(tool, args.db, rows)
+                r = run(tool, args.db, rows, args.memory_limit)
                 out.write(json.dumps(r) + "\n")
                 out.flush()
                 results.append(r)
