@@ -206,7 +206,7 @@ def gate_candidate(con: duckdb.DuckDBPyConnection, uc: UseCase, version: int, ac
     row = version_row(con, uc.model_name, version)
     candidate = load_model(row)
     windows = uc.windows(row["as_of"])
-    test = window_rows(con, uc, windows)["test"]
+    test = labelled_rows(con, uc, windows.test.start, windows.test.end, windows.as_of)
     y = test.get_column(uc.label).to_numpy()
     champion = champion_row(con, uc.model_name)
     champion_metrics, champion_segments = None, None
