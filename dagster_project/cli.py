@@ -1,8 +1,8 @@
-"""`mlops`: the model registry from the command line (list, show, promote, rollback).
+"""`mlops`: the model registry from the command line (list, show, promote, rollback) and backfills (score).
 
-It writes the same registry rows and history as the Dagster promotion job, then republishes the registry
-for readers. It opens the warehouse as the one writer: while a Dagster run holds it, the command waits a
-few seconds and then says so.
+It writes the same registry rows and history as the Dagster promotion job, and the same predictions as the
+Dagster scoring asset (one transaction per day), then republishes what it changed for readers. It opens the
+warehouse as the one writer: while a Dagster run holds it, the command waits a few seconds and then says so.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import getpass
 import json
 import sys
 import time
+import uuid
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -24,11 +26,21 @@ from dagster_project.registry import (
     ModelIntegrityError,
     RegistryError,
     ensure_registry,
+    load_champion,
     version_row,
     versions,
 )
+from dagster_project.scoring import (
+    DuplicateKeysError,
+    ScoredDay,
+    days,
+    latest_view_sql,
+    published_tables,
+    score_days,
+)
 from dagster_project.settings import Settings
 from dagster_project.use_case import load_use_case
+from dagster_project.validation import InvalidInputError, SignatureMismatchError
 from dagster_project.warehouse import connect
 
 LOCK_RETRIES = 10
@@ -91,6 +103,33 @@ def cmd_rollback(con: duckdb.DuckDBPyConnection, model_name: str, args: argparse
     print(f"{model_name}: rolled back from v{previous} to v{restored}; the next scoring run uses v{restored}.")
 
 
+def cmd_score(con: duckdb.DuckDBPyConnection, model_name: str, args: argparse.Namespace) -> None:
+    uc = load_use_case(Settings.from_env().use_case_path)
+    targets = list(days(args.start, args.end))
+    run_id = f"{_actor()}:{uuid.uuid4().hex[:12]}"
+    model = load_champion(con, model_name)
+    print(f"scoring {targets[0]}..{targets[-1]} ({len(targets)} days) with {model_name} v{model.version}, run {run_id}")
+
+    def report(scored: ScoredDay, progress: str) -> None:
+        print(progress if scored.rows or scored.quarantined_rows else f"{progress} (no rows: nothing written)")
+        sys.stdout.flush()
+
+    results, _ = score_days(con, uc, model, targets, run_id, on_day=report)
+    print(f"scored {sum(r.rows for r in results):,} rows over {len(results)} days; publishing for readers")
+
+
+def _registry_publication(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> tuple[list[str], dict[str, str] | None]:
+    return REGISTRY_TABLES, None
+
+
+def _scoring_publication(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The same tables and view as the Dagster scoring asset publishes."""
+    uc = load_use_case(settings.use_case_path)
+    return published_tables(con, uc), {f"{uc.predictions_table}_latest": latest_view_sql(uc)}
+
+
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
@@ -117,11 +156,24 @@ def parser() -> argparse.ArgumentParser:
     back.add_argument("--to", type=int, help="a specific earlier version instead of the previous champion")
     back.add_argument("--reason", default="rolled back by hand")
     back.set_defaults(run=cmd_rollback, writes=True)
+    score = groups.add_parser(
+        "score",
+        help="score a range of days with the champion, one transaction per day, printing progress",
+        description="Score every day from --start to --end (inclusive) with the champion, as the Dagster asset "
+        "daily_predictions does: each day replaced in one transaction (an interrupted run keeps the days done), "
+        "one progress line per day, the predictions published for readers at the end.",
+    )
+    score.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
+    score.add_argument("--end", type=date.fromisoformat, required=True, help="last day, YYYY-MM-DD (inclusive)")
+    score.set_defaults(run=cmd_score, writes=True, publication=_scoring_publication)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if getattr(args, "start", None) and args.end < args.start:
+        arguments.error(f"--end {args.end} is before --start {args.start}")
     settings = Settings.from_env()
     model_name = load_use_case(settings.use_case_path).model_name
     writes = getattr(args, "writes", False)
@@ -133,8 +185,16 @@ def main(argv: list[str] | None = None) -> int:
             ensure_registry(con)
         args.run(con, model_name, args)
         if writes:
-            publish(con, settings.published_path, REGISTRY_TABLES, run_id=f"cli:{getpass.getuser()}")
-    except (RegistryError, ModelIntegrityError, LookupError) as error:
+            tables, views = getattr(args, "publication", _registry_publication)(con, settings)
+            publish(con, settings.published_path, tables, views=views, run_id=_actor())
+    except (
+        RegistryError,
+        ModelIntegrityError,
+        LookupError,
+        SignatureMismatchError,
+        InvalidInputError,
+        DuplicateKeysError,
+    ) as error:
         print(f"mlops: {error}", file=sys.stderr)
         return 2
     finally:

@@ -5,10 +5,17 @@ A day's feature rows are read from DuckDB as Arrow record batches of ``scoring.b
 (see validation.py), encoded and predicted batch by batch, and inserted back through Arrow, so peak memory
 follows the batch size, not the partition. The day's previous predictions are deleted first and the inserts
 follow in the same transaction: a failure or a killed process leaves the previous content of the day.
+
+The predictions table has no primary key. DuckDB keeps a key's ART index in memory and maintains it on every
+delete, insert and commit: replacing a scored day of 1M rows cost 40-60 s with the key against 2.5 s without
+it (bench/RESULTS.md). (partition, entity) stays unique by construction (the day is deleted and its feature
+rows, unique per the dbt test on the feature model, are inserted once, in one transaction) and by a check
+before each commit (``DuplicateKeysError`` rolls the day back).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,21 +70,42 @@ def predictions_columns(uc: UseCase) -> dict[str, str]:
     }
 
 
+# Analyst marts built by dbt on the predictions (views in the warehouse) are published as tables with them:
+# the published file holds no feature tables, so a view there would not resolve.
+MARTS_SCHEMA = "marts"
+
+
+def published_tables(con: duckdb.DuckDBPyConnection, uc: UseCase) -> list[str]:
+    """What a scoring run publishes for readers: the predictions, the quarantine and every analyst mart."""
+    marts = [
+        f"{MARTS_SCHEMA}.{name}"
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = ? order by 1", [MARTS_SCHEMA]
+        ).fetchall()
+    ]
+    return [uc.predictions_table, quarantine_table(uc), *marts]
+
+
 def quarantine_table(uc: UseCase) -> str:
     """Rows that failed input validation. Not in schema `predictions`: readers take every table there for
     a predictions table (the monitoring app does)."""
     return f"quarantine.{uc.name}"
 
 
+class DuplicateKeysError(RuntimeError):
+    """A scored day would hold an entity twice: the day is rolled back (its previous predictions stay)."""
+
+
 def ensure_predictions_table(con: duckdb.DuckDBPyConnection, uc: UseCase) -> None:
-    """Create the predictions and quarantine tables (or add reason-code columns to an older one) and the view."""
+    """Create the predictions and quarantine tables (or add reason-code columns to an older one) and the view.
+
+    A predictions table made before the key was dropped is rebuilt without it (see drop_primary_key).
+    """
     ensure_schema(con, "predictions")
     columns = predictions_columns(uc)
     body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
-    con.execute(
-        f"create table if not exists {uc.predictions_table} ({body}, "
-        f"primary key ({uc.partition_column}, {uc.entity_key}))"
-    )
+    con.execute(f"create table if not exists {uc.predictions_table} ({body})")
+    drop_primary_key(con, uc.predictions_table)
     for name, kind in reason_columns(max(uc.reason_codes, MIN_REASON_SLOTS)).items():
         con.execute(f"alter table {uc.predictions_table} add column if not exists {name} {kind}")
     ensure_schema(con, "quarantine")
@@ -88,6 +116,36 @@ def ensure_predictions_table(con: duckdb.DuckDBPyConnection, uc: UseCase) -> Non
         "partition_rejected boolean not null)"
     )
     con.execute(f"create or replace view {uc.predictions_table}_latest as {latest_view_sql(uc)}")
+
+
+def drop_primary_key(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Rebuild ``table`` without its primary key, keeping its rows, columns, types and NOT NULLs; True if it had one.
+
+    DuckDB cannot drop a constraint, so a copy is made and swapped in, all in one transaction: a failure
+    leaves the original table. Views on the table bind by name, so they read the new one.
+    """
+    schema, name = table.split(".")
+    (has_key,) = con.execute(
+        "select count(*) > 0 from duckdb_constraints() where schema_name = ? and table_name = ? "
+        "and constraint_type = 'PRIMARY KEY'",
+        [schema, name],
+    ).fetchone()
+    if not has_key:
+        return False
+    layout = con.execute(
+        "select column_name, data_type, is_nullable from duckdb_columns() where schema_name = ? and table_name = ? "
+        "order by column_index",
+        [schema, name],
+    ).fetchall()
+    body = ", ".join(f"{column} {kind}{'' if nullable else ' not null'}" for column, kind, nullable in layout)
+    rebuilt = f"{schema}.{name}__without_key"
+    with transaction(con):
+        con.execute(f"drop table if exists {rebuilt}")
+        con.execute(f"create table {rebuilt} ({body})")
+        con.execute(f"insert into {rebuilt} select * from {table}")
+        con.execute(f"drop table {table}")
+        con.execute(f"alter table {rebuilt} rename to {name}")
+    return True
 
 
 def latest_view_sql(uc: UseCase) -> str:
@@ -111,6 +169,28 @@ class ScoredDay:
     quarantined_rows: int = 0
     unseen_levels: dict[str, int] = field(default_factory=dict)
     batches: int = 0
+
+
+@dataclass
+class BackfillProgress:
+    """Days done, rows and rows per second of a run over ``total_days`` days, one line per day scored."""
+
+    total_days: int
+    started: float = field(default_factory=time.monotonic)
+    days_done: int = 0
+    rows: int = 0
+
+    def day_done(self, scored: ScoredDay) -> str:
+        self.days_done += 1
+        self.rows += scored.rows
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        remaining = elapsed / self.days_done * (self.total_days - self.days_done)
+        return (
+            f"{scored.day}: {scored.rows:,} rows"
+            f"{f', {scored.quarantined_rows:,} quarantined' if scored.quarantined_rows else ''}; "
+            f"{self.days_done}/{self.total_days} days, {self.rows:,} rows in {elapsed:,.1f} s "
+            f"({self.rows / elapsed:,.0f} rows/s), ETA {remaining:,.0f} s"
+        )
 
 
 def top_contributions(contributions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,14 +233,14 @@ def _insert(
 ) -> None:
     """Insert Arrow rows by name, adding columns that are the same on every row as SQL parameters."""
     extra = ", ".join(f"?::{kind} as {name}" for name, (_, kind) in constants.items())
-    con.register("_scored_batch", rows)
-    try:
-        con.execute(
-            f"insert into {table} by name select *{', ' + extra if extra else ''} from _scored_batch",
-            [value for value, _ in constants.values()],
-        )
-    finally:
-        con.unregister("_scored_batch")
+    # Read through DuckDB's scan of a Python variable, not con.register(): inside a transaction a registered
+    # (then unregistered) view keeps its Arrow table alive until the commit, so every batch of the day stayed
+    # in memory (860 against 450 MiB writing 10M rows, bench/RESULTS.md).
+    _scored_batch = rows  # noqa: F841 (read by name in the SQL below)
+    con.execute(
+        f"insert into {table} by name select *{', ' + extra if extra else ''} from _scored_batch",
+        [value for value, _ in constants.values()],
+    )
 
 
 def _feature_sql(uc: UseCase, features: list[str]) -> str:
@@ -230,6 +310,7 @@ def score_day(
                         _insert(con, uc.predictions_table, scored, constants)
                     if on_batch is not None:
                         on_batch(rows)
+                _check_unique(con, uc, day, rows)
                 # The day's quarantine then lists exactly the rows its current predictions left out.
                 con.execute(f"delete from {quarantine_table(uc)} where {uc.partition_column} = ?", [day])
                 _quarantine(con, uc, day, failures, run_id, scored_at, rejected=False)
@@ -248,6 +329,48 @@ def score_day(
         unseen_levels={c: n for c, n in unseen.items() if n},
         batches=batches,
     )
+
+
+def score_days(
+    con: duckdb.DuckDBPyConnection,
+    uc: UseCase,
+    model: LoadedModel,
+    targets: list[date],
+    run_id: str,
+    on_day: Callable[[ScoredDay, str], None] | None = None,
+) -> tuple[list[ScoredDay], InputSchema]:
+    """Score ``targets`` one day per transaction (a crash keeps the days done) and return each day's result.
+
+    The signature is checked and the input schema built once, before any day is touched. ``on_day`` gets
+    each day's result and its progress line (days done, rows per second, ETA) as soon as the day commits.
+    """
+    ensure_predictions_table(con, uc)
+    # A renamed or missing column fails here, before any day is touched.
+    check_signature(con, uc, model.signature)
+    schema = input_schema(uc, model, training_ranges(con, uc, model))
+    progress = BackfillProgress(len(targets))
+    results = []
+    for day in targets:
+        scored = score_day(con, uc, model, day, run_id, schema)
+        results.append(scored)
+        line = progress.day_done(scored)
+        if on_day is not None:
+            on_day(scored, line)
+    return results, schema
+
+
+def _check_unique(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date, rows: int) -> None:
+    """Fail (and so roll the day back) unless the day holds exactly the ``rows`` written, each entity once."""
+    (stored, distinct) = con.execute(
+        f"select count(*), count(distinct {uc.entity_key}) from {uc.predictions_table} where {uc.partition_column} = ?",
+        [day],
+    ).fetchone()
+    if stored != rows or distinct != rows:
+        raise DuplicateKeysError(
+            f"{uc.predictions_table} would hold {stored} rows for {day} ({distinct} distinct {uc.entity_key}) "
+            f"after writing {rows}: {uc.feature_model} has an entity twice that day, or another writer added rows. "
+            "Nothing was written for the day; fix the feature table (its unique test) and rerun."
+        )
 
 
 def _quarantine(

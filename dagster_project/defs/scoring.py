@@ -1,24 +1,19 @@
 """Daily batch predictions with the champion, written back to the warehouse one day per transaction."""
 
-import time
-
 import dagster as dg
 
 from dagster_project.defs.resources import USE_CASE, WAREHOUSE_POOL, WarehouseResource
 from dagster_project.defs.training import FEATURE_KEYS, champion_model
 from dagster_project.registry import load_champion
 from dagster_project.scoring import (
+    MARTS_SCHEMA,
+    ScoredDay,
     days,
-    ensure_predictions_table,
     latest_view_sql,
+    published_tables,
     quarantine_table,
-    score_day,
+    score_days,
 )
-from dagster_project.validation import check_signature, input_schema, training_ranges
-
-# Analyst marts built by dbt on the predictions (views in the warehouse) are published as tables with them:
-# the published file holds no feature tables, so a view there would not resolve.
-MARTS_SCHEMA = "marts"
 
 # end_offset=2: the partition of tomorrow exists today, because the evening batch scores tomorrow.
 DAILY = dg.DailyPartitionsDefinition(
@@ -43,41 +38,28 @@ def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     """One row per entity per day: the champion's probability, the decision at its stored threshold, the
     model version, the run id and scored_at. A rerun replaces the day's rows; a backfill is one run."""
     uc = warehouse.use_case()
-    started = time.monotonic()
-    total = quarantined = 0
-    unseen: dict[str, dict[str, int]] = {}
+    targets = partition_days(context)
+
+    def report(scored: ScoredDay, progress: str) -> None:
+        if scored.quarantined_rows:
+            context.log.warning(
+                f"{scored.day}: {scored.quarantined_rows} row(s) failed input validation and were quarantined in "
+                f"{quarantine_table(uc)}, not scored"
+            )
+        if scored.rows == 0 and scored.quarantined_rows == 0:
+            context.log.info(f"{scored.day}: no rows to score; nothing written")
+        context.log.info(progress)
+
     with warehouse.connection() as con:
         model = load_champion(con, uc.model_name)
-        ensure_predictions_table(con, uc)
-        # A renamed or missing column fails here, before any day is touched.
-        check_signature(con, uc, model.signature)
-        schema = input_schema(uc, model, training_ranges(con, uc, model))
-        targets = partition_days(context)
-        for done, day in enumerate(targets, start=1):
-            scored = score_day(con, uc, model, day, context.run_id, schema)
-            total += scored.rows
-            quarantined += scored.quarantined_rows
-            if scored.unseen_levels:
-                unseen[str(day)] = scored.unseen_levels
-            if scored.quarantined_rows:
-                context.log.warning(
-                    f"{day}: {scored.quarantined_rows} row(s) failed input validation and were quarantined in "
-                    f"{quarantine_table(uc)}, not scored"
-                )
-            if scored.rows == 0 and scored.quarantined_rows == 0:
-                context.log.info(f"{day}: no rows to score; nothing written")
-            if done % 10 == 0 or done == len(targets):
-                rate = total / max(time.monotonic() - started, 1e-9)
-                context.log.info(f"scored {done}/{len(targets)} days, {total} rows, {rate:,.0f} rows/s")
-        marts = [
-            f"{MARTS_SCHEMA}.{name}"
-            for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = ? order by 1", [MARTS_SCHEMA]
-            ).fetchall()
-        ]
+        results, schema = score_days(con, uc, model, targets, context.run_id, on_day=report)
+        total = sum(r.rows for r in results)
+        quarantined = sum(r.quarantined_rows for r in results)
+        unseen = {str(r.day): r.unseen_levels for r in results if r.unseen_levels}
+        tables = published_tables(con, uc)
         warehouse.publish(
             con,
-            [uc.predictions_table, quarantine_table(uc), *marts],
+            tables,
             context.run_id,
             views={f"{uc.predictions_table}_latest": latest_view_sql(uc)},
         )
@@ -95,7 +77,7 @@ def daily_predictions(context: dg.AssetExecutionContext, warehouse: WarehouseRes
             "unseen_levels": dg.MetadataValue.json(unseen),
             "unseen_level_rows": sum(n for per_day in unseen.values() for n in per_day.values()),
             "input_schema": dg.MetadataValue.json(schema.describe()),
-            "published_marts": ", ".join(marts) or "none",
+            "published_marts": ", ".join(t for t in tables if t.startswith(f"{MARTS_SCHEMA}.")) or "none",
         }
     )
 
