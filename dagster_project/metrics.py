@@ -104,3 +104,30 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float
     """ECE: the row-weighted mean gap between mean prediction and observed rate over equal-width bins."""
     table = reliability_table(y, p, bins)
     return float(sum(r["n_rows"] * abs(r["mean_prediction"] - r["observed_rate"]) for r in table) / max(y.size, 1))
+
+
+def estimated_metrics(p: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """Confidence-based performance estimation (NannyML's CBPE) from calibrated probabilities, no labels.
+
+    If the probabilities are calibrated, row i is positive with probability p_i. The expected confusion
+    matrix at ``threshold`` is then E[TP] = sum of p over the flagged rows, E[FP] = sum of 1 - p over them,
+    E[FN] = sum of p over the others, and precision and recall are estimated as E[TP] / E[flagged] and
+    E[TP] / E[positives]. The expected ROC curve has, at each cut, TPR = (sum of p above the cut) / sum(p)
+    and FPR = (sum of 1 - p above the cut) / sum(1 - p); its area is the ROC-AUC of every row counted once as
+    a positive with weight p_i and once as a negative with weight 1 - p_i (ties count half), which is how it
+    is computed here. None where a figure is undefined (no rows, or every p is 0 or 1).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    result: dict[str, float | None] = {"roc_auc": None, "precision": None, "recall": None, "base_rate": None}
+    if p.size == 0:
+        return result
+    positives = float(p.sum())
+    flagged = p >= threshold
+    expected_true_pos = float(p[flagged].sum())
+    result["base_rate"] = positives / p.size
+    result["precision"] = expected_true_pos / float(flagged.sum()) if flagged.any() else None
+    result["recall"] = expected_true_pos / positives if positives > 0 else None
+    if 0 < positives < p.size:
+        labels = np.r_[np.ones(p.size), np.zeros(p.size)]
+        result["roc_auc"] = float(roc_auc_score(labels, np.r_[p, p], sample_weight=np.r_[p, 1 - p]))
+    return result

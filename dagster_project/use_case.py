@@ -18,6 +18,19 @@ CALIBRATIONS = {"none", "isotonic"}
 TUNING_METRICS = {"binary_logloss": False, "auc": True}  # LightGBM metric name -> higher is better
 CADENCES = {"daily": "0 21 * * *", "weekly": "0 21 * * 1", "monthly": "0 21 1 * *"}
 SEARCH_KEYS = {"low", "high", "log", "type"}
+# Drift statistics a rule may decide on, per kind of column (drift_sql.py computes all of them every day).
+DRIFT_METHODS = {
+    "numeric": ("wasserstein_normed", "js_distance", "psi"),
+    "categorical": ("js_distance", "psi"),
+    "prediction": ("wasserstein_normed", "js_distance", "psi"),
+}
+# The anchors' defaults (Evidently above 1,000 reference rows: normed Wasserstein 0.1 for numeric columns,
+# Jensen-Shannon 0.1 for categorical ones; Evidently's default for a probability column is Wasserstein too).
+DEFAULT_DRIFT_RULES = {
+    "numeric": ("wasserstein_normed", 0.1),
+    "categorical": ("js_distance", 0.1),
+    "prediction": ("wasserstein_normed", 0.1),
+}
 
 
 class UseCaseError(ValueError):
@@ -54,6 +67,14 @@ class SearchDimension:
     high: float
     log: bool = False
     integer: bool = False
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """A column of this kind drifts on a day when ``method``'s value is >= ``threshold``."""
+
+    method: str
+    threshold: float
 
 
 @dataclass(frozen=True)
@@ -98,7 +119,7 @@ class UseCase:
     max_segment_drop_vs_champion: float
     max_unseen_level_share: float
     psi_bins: int
-    psi_threshold: float
+    drift_rules: dict[str, DriftRule]
     min_rows: int
     rolling_days: int
     max_auc_drop: float
@@ -113,6 +134,10 @@ class UseCase:
     max_invalid_share: float = 0.01
     valid_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     drift_exclude: list[str] = field(default_factory=list)
+    max_null_share_increase: float = 0.05
+    max_unseen_share: float = 0.05
+    monitoring_segments: list[str] = field(default_factory=list)
+    relabel_days: int = 14
     description: str = ""
 
     @property
@@ -306,11 +331,15 @@ def parse_use_case(raw: dict) -> UseCase:
         max_segment_drop_vs_champion=float(_get(raw, "gate.max_segment_drop_vs_champion", (int, float))),
         max_unseen_level_share=float(_get(raw, "gate.max_unseen_level_share", (int, float), 0.05)),
         psi_bins=_positive(raw, "monitoring.psi_bins", int),
-        psi_threshold=float(_positive(raw, "monitoring.psi_threshold", (int, float))),
+        drift_rules=_drift_rules(raw),
         min_rows=_positive(raw, "monitoring.min_rows", int),
         rolling_days=_positive(raw, "monitoring.rolling_days", int, 7),
         max_auc_drop=float(_positive(raw, "monitoring.max_auc_drop", (int, float), 0.05)),
-        max_drifted_share=float(_positive(raw, "monitoring.max_drifted_share", (int, float), 0.5)),
+        max_drifted_share=float(_positive(raw, "monitoring.drift.max_drifted_share", (int, float), 0.5)),
+        max_null_share_increase=float(_positive(raw, "monitoring.drift.max_null_share_increase", (int, float), 0.05)),
+        max_unseen_share=float(_positive(raw, "monitoring.drift.max_unseen_share", (int, float), 0.05)),
+        monitoring_segments=_identifiers(raw, "monitoring.segment_columns", []),
+        relabel_days=_positive(raw, "monitoring.relabel_days", int, 14),
         schedule_cron=_get(raw, "schedule.cron", str),
         schedule_timezone=_get(raw, "schedule.timezone", str),
         partitions_start=_get(raw, "schedule.partitions_start", date),
@@ -324,6 +353,26 @@ def parse_use_case(raw: dict) -> UseCase:
     )
     use_case.windows()  # the initial windows must be valid: fail at load, not at the first training
     return use_case
+
+
+def _drift_rules(raw: dict) -> dict[str, DriftRule]:
+    for old in ("psi_threshold", "max_drifted_share"):
+        if old in (raw.get("monitoring") or {}):
+            raise UseCaseError(
+                f"use case: monitoring.{old} was replaced by monitoring.drift (method and threshold per kind of "
+                "column, max_drifted_share); see use_cases/flight_delay.yml"
+            )
+    rules = {}
+    for kind, (method, threshold) in DEFAULT_DRIFT_RULES.items():
+        rule = _get(raw, f"monitoring.drift.{kind}", dict, {})
+        unknown = sorted(set(rule) - {"method", "threshold"})
+        if unknown:
+            raise UseCaseError(f"use case: monitoring.drift.{kind} has unknown keys {unknown}; use method, threshold")
+        rules[kind] = DriftRule(
+            _choice(raw, f"monitoring.drift.{kind}.method", DRIFT_METHODS[kind], method),
+            float(_positive(raw, f"monitoring.drift.{kind}.threshold", (int, float), threshold)),
+        )
+    return rules
 
 
 def load_use_case(path: Path) -> UseCase:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -282,37 +282,45 @@ def test_the_retraining_schedule_trains_on_the_data_of_its_day():
     assert request.run_config == {"ops": {"candidate_model": {"config": {"as_of": "2013-08-01"}}}}
 
 
-def test_an_error_alert_requests_retraining_once_per_cooldown(lifecycle: Copy, tmp_path: Path):
+def test_an_open_error_alert_requests_retraining_once_per_cooldown(lifecycle: Copy, tmp_path: Path):
     from dagster_project.defs.jobs import retrain_on_alert_sensor
+    from dagster_project.monitoring import ALERTS_TABLE, ensure_monitoring_tables
 
     published = tmp_path / "published.duckdb"
     warehouse = _resource(lifecycle.warehouse, published_path=str(published))
 
-    def add_alert(alert_id: str, severity: str) -> None:
+    def add_alert(kind: str, severity: str, state: str = "open") -> str:
+        alert_id = f"flight_delay_lgbm:{kind}:roc_auc:2013-04-0{len(ids) + 1}"
+        ids.append(alert_id)
         with duckdb.connect(str(published)) as con:
-            con.execute("create schema if not exists monitoring")
+            ensure_monitoring_tables(con)
             con.execute(
-                "create table if not exists monitoring.alerts (alert_id varchar, opened_at timestamptz, "
-                "severity varchar, message varchar)"
+                f"insert into {ALERTS_TABLE} (alert_id, model_name, kind, subject, severity, state, opened_on, "
+                "last_firing_on, opened_at, days_firing, opened_by_version, model_version, message) "
+                "values (?, 'flight_delay_lgbm', ?, 'roc_auc', ?, ?, '2013-04-01', '2013-04-01', now(), 1, 1, 1, "
+                "'7-day mean realised daily ROC-AUC below the floor')",
+                [alert_id, kind, severity, state],
             )
-            con.execute(
-                "insert into monitoring.alerts values (?, now(), ?, 'roc_auc below floor')", [alert_id, severity]
-            )
+        return alert_id
 
     def evaluate(cursor: str | None):
         context = dg.build_sensor_context(cursor=cursor, resources={"warehouse": warehouse})
         return retrain_on_alert_sensor(context), context.cursor
 
+    ids: list[str] = []
     result, cursor = evaluate(None)
-    assert isinstance(result, dg.SkipReason)
-    add_alert("a1", "warn")
+    assert isinstance(result, dg.SkipReason)  # no published file yet
+    add_alert("estimated_performance", "warn")
+    add_alert("missing_feature", "error")  # an error a new model cannot fix: training would fail the same way
+    add_alert("performance", "error", state="closed")
     result, cursor = evaluate(cursor)
-    assert isinstance(result, dg.SkipReason)  # warnings do not retrain
-    add_alert("a2", "error")
+    assert isinstance(result, dg.SkipReason) and "no open error alert" in result.skip_message
+    opened = add_alert("performance", "error")
     result, cursor = evaluate(cursor)
-    assert isinstance(result, dg.RunRequest) and result.tags["alert"] == "a2"
-    add_alert("a3", "error")
+    assert isinstance(result, dg.RunRequest) and result.tags["alert"] == opened
     result, cursor = evaluate(cursor)
     assert isinstance(result, dg.SkipReason) and "cooldown" in result.skip_message
-    result, _ = evaluate(cursor)
-    assert isinstance(result, dg.SkipReason) and "no new error alert" in result.skip_message
+    # Still open after the cooldown (the candidate was rejected, or did not help): retrain again.
+    eight_days_ago = (datetime.now(UTC) - timedelta(days=8)).isoformat()
+    result, _ = evaluate(json.dumps({"requested_at": eight_days_ago}))
+    assert isinstance(result, dg.RunRequest) and result.tags["alert"] == opened

@@ -187,7 +187,8 @@ def test_monitoring_has_performance_and_drift_for_each_day(pipeline: Pipeline, p
     drift = _query(
         published_db,
         "select feature, count(*), min(psi) from monitoring.feature_drift_daily "
-        "where partition_date between ? and ? group by 1 order by 1",
+        "where partition_date between ? and ? and kind in ('numeric', 'categorical', 'prediction') "
+        "group by 1 order by 1",
         list(REPLAY),
     )
     features = {f for f, *_ in drift}
@@ -196,7 +197,8 @@ def test_monitoring_has_performance_and_drift_for_each_day(pipeline: Pipeline, p
     distances = _query(
         published_db,
         "select kind, count(*), count(js_distance), count(wasserstein_normed), "
-        "max(null_share) from monitoring.feature_drift_daily "
+        "max(null_share), count(*) filter (drifted = coalesce(value >= threshold, false)), "
+        "count(distinct method) from monitoring.feature_drift_daily "
         "where partition_date between ? and ? group by 1 order by 1",
         list(REPLAY),
     )
@@ -204,6 +206,11 @@ def test_monitoring_has_performance_and_drift_for_each_day(pipeline: Pipeline, p
     assert by_kind["numeric"][0] == by_kind["numeric"][1] == by_kind["numeric"][2] > 0
     assert by_kind["categorical"][0] == by_kind["categorical"][1] > 0 and by_kind["categorical"][2] == 0
     assert by_kind["prediction"][0] == 5 and by_kind["prediction"][2] == 5
+    # Null shares of every monitored feature, unseen shares of the categorical ones, as features of their own.
+    assert by_kind["null_share"][0] == by_kind["numeric"][0] + by_kind["categorical"][0]
+    assert by_kind["unseen_share"][0] == by_kind["categorical"][0]
+    # `drifted` is the YAML's rule: the method's value against its threshold, one method per kind.
+    assert all(rest[0] == rest[4] and rest[5] == 1 for rest in by_kind.values())
     reference = _query(
         pipeline.settings.warehouse_path,
         "select count(distinct feature) from ml.reference_profile "
