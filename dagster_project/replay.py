@@ -178,12 +178,83 @@ def _summary(settings: Settings, wall: float) -> None:
         for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "precision", "recall", "f1"):
             cells = "".join(f"{'' if m.get(name) is None else format(m[name], '.4f'):>16}" for m in columns.values())
             print(f"  {name:<10}{cells}")
+    _monitoring_summary(settings, uc.model_name)
     print("Champion history:")
     for at, version, event, actor in events:
         print(f"  {at:%Y-%m-%d %H:%M:%S}  v{version} {event} by {actor}")
     print(f"\nWall time: {wall:.1f}s")
     print("Open the Dagster UI (runs, asset metadata, checks):  make dagster   -> http://127.0.0.1:3000")
     print("Open the monitoring app:                             make app       -> http://127.0.0.1:8501")
+
+
+def _monitoring_summary(settings: Settings, model_name: str) -> None:
+    """Per month: realised against estimated ROC-AUC, dataset drift, the most drifted features; the alerts."""
+    with connect(settings.published_path, read_only=True) as con:
+        tables = {
+            t
+            for (t,) in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'monitoring'"
+            ).fetchall()
+        }
+        if not {"performance_daily", "feature_drift_daily", "dataset_drift_daily", "alerts"} <= tables:
+            return
+        months = con.execute(
+            """
+            select strftime(p.partition_date, '%Y-%m') as month, count(*) as days,
+                avg(p.roc_auc), avg(p.est_roc_auc), avg(abs(p.est_roc_auc_error)),
+                avg(p.base_rate), avg(p.mean_prediction),
+                count(*) filter (d.dataset_drifted), avg(d.drifted_share)
+            from monitoring.performance_daily p
+            join monitoring.dataset_drift_daily d using (partition_date, model_name)
+            where p.model_name = ? group by 1 order by 1
+            """,
+            [model_name],
+        ).fetchall()
+        drifted = dict(
+            con.execute(
+                """
+                with days as (
+                    select strftime(partition_date, '%Y-%m') as month, feature,
+                        avg(drifted::int) as share, count(*) as n
+                    from monitoring.feature_drift_daily
+                    where model_name = ? and kind in ('numeric', 'categorical', 'prediction') and not insufficient_data
+                    group by all
+                )
+                select month, string_agg(feature || ' ' || round(100 * share)::int || '%', ', ' order by share desc)
+                from days where share >= 0.5 group by 1
+                """,
+                [model_name],
+            ).fetchall()
+        )
+        mae, bias, n_days = con.execute(
+            "select avg(abs(est_roc_auc_error)), avg(est_roc_auc_error), count(est_roc_auc_error) "
+            "from monitoring.performance_daily where model_name = ?",
+            [model_name],
+        ).fetchone()
+        alerts = con.execute(
+            "select severity, kind, count(*), count(*) filter (state = 'open'), sum(days_firing) "
+            "from monitoring.alerts where model_name = ? group by all order by 1, 2",
+            [model_name],
+        ).fetchall()
+    print("\nMonitoring by month (realised daily ROC-AUC against the label-free estimate; drift per day):")
+    print(
+        f"  {'month':<8} {'days':>4} {'ROC-AUC':>8} {'estimate':>8} {'|error|':>8} {'base rate':>9} "
+        f"{'mean p':>7} {'drift days':>10} {'drifted share':>13}"
+    )
+    for month, days, auc, est, err, base, mean_p, drift_days, share in months:
+        cells = ["" if v is None else f"{v:.4f}" for v in (auc, est, err)]
+        print(
+            f"  {month:<8} {days:>4} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8} {base or 0:>9.3f} {mean_p or 0:>7.3f} "
+            f"{drift_days:>10} {share or 0:>13.2f}"
+        )
+    if n_days:
+        print(f"  estimated against realised daily ROC-AUC over {n_days} days: MAE {mae:.4f}, mean error {bias:+.4f}")
+    print("Features drifted on at least half of the month's days (share of days):")
+    for month, features in sorted(drifted.items()):
+        print(f"  {month}: {features}")
+    print("Alerts (episodes of consecutive firing days):")
+    for severity, kind, n, still_open, days in alerts:
+        print(f"  {severity:<5} {kind:<22} {n:>4} alerts, {still_open} open, {days} firing days")
 
 
 def main(argv: list[str] | None = None) -> None:
