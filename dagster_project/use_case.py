@@ -126,6 +126,7 @@ class UseCase:
     max_drifted_share: float
     schedule_cron: str
     schedule_timezone: str
+    warehouse_cron: str
     partitions_start: date
     retraining_cadence: str
     retraining_cooldown_days: int
@@ -342,6 +343,7 @@ def parse_use_case(raw: dict) -> UseCase:
         relabel_days=_positive(raw, "monitoring.relabel_days", int, 14),
         schedule_cron=_get(raw, "schedule.cron", str),
         schedule_timezone=_get(raw, "schedule.timezone", str),
+        warehouse_cron=_get(raw, "schedule.warehouse_cron", str, "0 19 * * *"),
         partitions_start=_get(raw, "schedule.partitions_start", date),
         retraining_cadence=_choice(raw, "retraining.cadence", CADENCES),
         retraining_cooldown_days=_positive(raw, "retraining.cooldown_days", int),

@@ -46,6 +46,13 @@ monitoring_job = dg.define_asset_job(
 )
 
 
+@dg.schedule(job=warehouse_job, cron_schedule=USE_CASE.warehouse_cron, execution_timezone=USE_CASE.schedule_timezone)
+def evening_warehouse_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Each evening before scoring, reload the sources and rebuild the features and labels: tomorrow's schedule
+    appears, and the outcomes that landed since yesterday become labels (which wakes monitor_on_labels_sensor)."""
+    return dg.RunRequest(run_key=f"warehouse-{context.scheduled_execution_time:%Y-%m-%d}")
+
+
 @dg.schedule(job=scoring_job, cron_schedule=USE_CASE.schedule_cron, execution_timezone=USE_CASE.schedule_timezone)
 def evening_scoring_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Each evening, score tomorrow: its schedule is known, its outcomes are not."""
