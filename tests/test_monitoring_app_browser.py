@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -92,7 +93,19 @@ def app_url(published_db: Path, tmp_path: Path) -> Iterator[str]:
             server.wait()
 
 
-def test_manager_sees_the_rendered_page(app_url: str, tmp_path: Path):
+def _published(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_manager_sees_the_rendered_page(app_url: str, published_db: Path, tmp_path: Path):
+    (version,) = _published(published_db, "select version from ml.model_versions where status = 'champion'")[0]
+    alerts = _published(published_db, "select subject, state from monitoring.alert_list order by state <> 'open'")
+    assert alerts, "the replay should open at least one alert"
+    (drifted,) = _published(
+        published_db, "select arg_max(drifted_features, partition_date) from monitoring.daily_summary"
+    )[0]
+    assert drifted, "the replay should show drift on its last day"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -102,13 +115,25 @@ def test_manager_sees_the_rendered_page(app_url: str, tmp_path: Path):
             charts = page.locator('[data-testid="stVegaLiteChart"]')
             # Vega draws into a canvas (or an svg) once the chart's data has arrived.
             expect(charts.first.locator("canvas, svg").first).to_be_visible(timeout=60_000)
-            expect(charts).to_have_count(2, timeout=30_000)
-            expect(page.locator('[data-testid="stMetric"]').first).to_be_visible()
-            expect(page.get_by_text("Live model", exact=True)).to_be_visible()
-            expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+            # ROC-AUC realised and estimated, predicted vs actual rate, estimate error, drift heatmap, drifted share.
+            expect(charts).to_have_count(5, timeout=30_000)
+            for chart in charts.all():
+                expect(chart.locator("canvas, svg").first).to_be_visible(timeout=30_000)
             # Let the script run finish, then make sure nothing failed on the way.
             expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=30_000)
             assert page.locator('[data-testid="stException"]').count() == 0
+
+            headline = page.locator('[data-testid="stMetric"]').first
+            expect(headline).to_contain_text("Live version")
+            expect(headline).to_contain_text(f"v{version}")
+            for title in ("Alerts", "Performance over time", "Performance by segment", "Drift per feature and day"):
+                expect(page.get_by_text(title, exact=True)).to_be_visible()
+            # The alert table draws on a canvas; its accessible copy in the page holds the cells' text.
+            subject, _ = alerts[0]
+            shown = "model score" if subject == "__prediction__" else subject
+            alert_table = page.locator('[data-testid="stDataFrame"]').first
+            expect(alert_table.get_by_text(shown, exact=True).first).to_be_attached()
+            expect(page.get_by_text(f"Drifted on the latest day: {drifted}.")).to_be_visible()
 
             # The page scrolls inside its own container, so a full-page screenshot needs a viewport that tall.
             content = page.locator('[data-testid="stMainBlockContainer"]')
