@@ -220,7 +220,8 @@ def performance_row(uc: UseCase, frame: pl.DataFrame, threshold: float) -> dict:
     row |= {
         "status": status,
         "status_reason": reason,
-        "insufficient_data": labelled.height < uc.min_rows or frame.height < uc.min_rows,
+        # Too few rows to trust a figure: the scored rows (the estimate), or the labels once some landed.
+        "insufficient_data": frame.height < uc.min_rows or 0 < labelled.height < uc.min_rows,
     }
     return row
 
@@ -499,45 +500,54 @@ def day_checks(
     return checks
 
 
-# Episodes of consecutive firing evaluations of each (kind, subject): gaps and islands over the evaluated days.
+# Episodes of firing evaluations of each (kind, subject). Evaluations are numbered per rule; a firing one starts
+# a new episode unless the rule's previous firing evaluation is fewer than $close_after evaluations back, and an
+# episode closes on its $close_after-th clear evaluation after the last firing one (1: the first clear day).
 _ALERTS_SQL = f"""
 with evaluated as (
-    select *,
-        row_number() over (partition by kind, subject order by partition_date)
-        - row_number() over (partition by kind, subject, firing order by partition_date) as island
+    select *, row_number() over (partition by kind, subject order by partition_date) as seq
     from {CHECKS_TABLE} where model_name = $model_name
 ),
+gaps as (
+    select *, seq - lag(seq) over (partition by kind, subject order by seq) as since_previous
+    from evaluated where firing
+),
+firing as (
+    select *,
+        sum(case when coalesce(since_previous, $close_after + 1) > $close_after then 1 else 0 end)
+            over (partition by kind, subject order by seq rows unbounded preceding) as episode
+    from gaps
+),
 episodes as (
-    select kind, subject, island,
+    select kind, subject, episode, max(seq) as last_seq,
         min(partition_date) as opened_on, max(partition_date) as last_firing_on, count(*) as days_firing,
         arg_min(computed_at, partition_date) as opened_at, arg_min(value, partition_date) as opened_value,
         arg_max(value, partition_date) as value, arg_max(threshold, partition_date) as threshold,
         arg_max(severity, partition_date) as severity, arg_min(model_version, partition_date) as opened_by_version,
         arg_max(model_version, partition_date) as model_version, arg_max(message, partition_date) as message
-    from evaluated where firing group by kind, subject, island
-),
-closing as (
-    select e.*, (
-        select arg_min(struct_pack(day := c.partition_date, at := c.computed_at), c.partition_date)
-        from {CHECKS_TABLE} c
-        where c.model_name = $model_name and c.kind = e.kind and c.subject = e.subject
-            and not c.firing and c.partition_date > e.last_firing_on
-    ) as closed
-    from episodes e
+    from firing group by kind, subject, episode
 )
-select $model_name || ':' || kind || ':' || subject || ':' || opened_on::varchar as alert_id,
-    $model_name as model_name, kind, subject, severity,
-    case when closed is null then 'open' else 'closed' end as state,
-    opened_on, last_firing_on, closed.day as closed_on, opened_at, closed.at as closed_at, days_firing,
-    opened_value, value, threshold, opened_by_version, model_version, message
-from closing
+select $model_name || ':' || e.kind || ':' || e.subject || ':' || e.opened_on::varchar as alert_id,
+    $model_name as model_name, e.kind, e.subject, e.severity,
+    case when closing.partition_date is null then 'open' else 'closed' end as state,
+    e.opened_on, e.last_firing_on, closing.partition_date as closed_on, e.opened_at,
+    closing.computed_at as closed_at, e.days_firing, e.opened_value, e.value, e.threshold,
+    e.opened_by_version, e.model_version, e.message
+from episodes e
+left join evaluated closing
+    on closing.kind = e.kind and closing.subject = e.subject and closing.seq = e.last_seq + $close_after
 """
 
 
-def rebuild_alerts(con: duckdb.DuckDBPyConnection, model_name: str) -> None:
-    """Replace the model's alerts with the episodes of its checks (call inside the day's transaction)."""
+def rebuild_alerts(con: duckdb.DuckDBPyConnection, model_name: str, close_after: int = 1) -> None:
+    """Replace the model's alerts with the episodes of its checks (call inside the day's transaction).
+
+    An alert closes after ``close_after`` consecutive clear evaluations; a rule firing again sooner continues it.
+    """
     con.execute(f"delete from {ALERTS_TABLE} where model_name = ?", [model_name])
-    con.execute(f"insert into {ALERTS_TABLE} by name {_ALERTS_SQL}", {"model_name": model_name})
+    con.execute(
+        f"insert into {ALERTS_TABLE} by name {_ALERTS_SQL}", {"model_name": model_name, "close_after": close_after}
+    )
 
 
 def _replace_day(
@@ -558,5 +568,5 @@ def _replace_day(
             checks = day_checks(con, uc, day, performance, dataset, missing, rows[DRIFT_TABLE])
         for table, table_rows in (rows | {CHECKS_TABLE: checks}).items():
             insert_rows(con, table, pa.Table.from_pylist(table_rows))
-        rebuild_alerts(con, uc.model_name)
+        rebuild_alerts(con, uc.model_name, uc.alert_close_after_days)
     return checks

@@ -139,6 +139,7 @@ class UseCase:
     max_unseen_share: float = 0.05
     monitoring_segments: list[str] = field(default_factory=list)
     relabel_days: int = 14
+    alert_close_after_days: int = 1
     description: str = ""
 
     @property
@@ -341,6 +342,7 @@ def parse_use_case(raw: dict) -> UseCase:
         max_unseen_share=float(_positive(raw, "monitoring.drift.max_unseen_share", (int, float), 0.05)),
         monitoring_segments=_identifiers(raw, "monitoring.segment_columns", []),
         relabel_days=_positive(raw, "monitoring.relabel_days", int, 14),
+        alert_close_after_days=_positive(raw, "monitoring.alert_close_after_days", int, 1),
         schedule_cron=_get(raw, "schedule.cron", str),
         schedule_timezone=_get(raw, "schedule.timezone", str),
         warehouse_cron=_get(raw, "schedule.warehouse_cron", str, "0 19 * * *"),

@@ -89,6 +89,7 @@ def test_a_day_without_labels_has_the_estimate_only(use_case):
     )
     row = performance_row(use_case, frame, threshold=0.3)
     assert row["status"] == "awaiting_labels" and row["n_labelled"] == 0
+    assert not row["insufficient_data"]  # 200 scored rows: enough for the estimate, which is all there is
     assert row["roc_auc"] is None and row["precision"] is None and 0.5 < row["est_roc_auc"] < 1
 
 
@@ -122,6 +123,16 @@ def test_alerts_open_on_the_first_firing_day_and_close_on_the_first_clear_one(tm
     ]
     rebuild_alerts(con, "m")  # a rebuild is idempotent
     assert con.execute(f"select count(*) from {ALERTS_TABLE}").fetchone() == (3,)
+    # Closing only after two clear evaluations in a row: roc_auc's single clear day no longer splits it, and
+    # neither episode has had two clear evaluations since its last firing one.
+    rebuild_alerts(con, "m", close_after=2)
+    alerts = con.execute(
+        f"select subject, state, opened_on, last_firing_on, closed_on, days_firing from {ALERTS_TABLE} order by subject"
+    ).fetchall()
+    assert alerts == [
+        ("drifted_share", "open", date(2013, 7, 2), date(2013, 7, 5), None, 4),
+        ("roc_auc", "open", date(2013, 7, 1), date(2013, 7, 6), None, 4),
+    ]
 
 
 # ---- the pipeline's monitoring: real Dagster runs on a copy of the session warehouse -----------------------------

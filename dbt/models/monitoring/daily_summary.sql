@@ -43,6 +43,7 @@ select
     performance.n_scored,
     performance.n_labelled,
     performance.status,
+    performance.status_reason,
     performance.insufficient_data,
     performance.roc_auc,
     performance.est_roc_auc,
