@@ -7,14 +7,21 @@ that process's VmHWM); the tools alternate run by run so the machine's load hits
     .venv/bin/python bench/p1_scoring.py --runs 2 --only p3                # P3: 10M rows
 
 Tools (timed region in brackets; the model is loaded and the input schema built before it):
-- ``floor``: the partition's rows already in memory as the model's float64 NumPy matrix [``Booster.predict``].
-- ``ours``: ``scoring.score_day`` without reason codes [read Arrow batches from DuckDB, validate (pandera),
-  encode, predict, calibrate, insert into predictions.flight_delay, one transaction]. Per-phase times come from
-  wrapping the module's functions with a timer (the rest is reading batches, the delete and the commit).
-- ``ours_rc``: the same with 3 reason codes (LightGBM ``pred_contrib``).
+- ``floor``: the partition's rows already in memory as the model's float64 NumPy matrix, row-major
+  [``Booster.predict``].
+- ``floor_batched``: the same matrix predicted in slices of ``scoring.batch_rows`` rows [``Booster.predict``
+  per slice]. On this machine it is faster than one call over the whole matrix (the slices stay in cache), so
+  the floor that ``ours`` is held against is the faster of the two.
+- ``ours``: ``scoring.score_day`` without reason codes, replacing the day scored by the previous run [read
+  Arrow batches from DuckDB, validate (pandera), encode, predict, calibrate, insert into
+  predictions.flight_delay, check one row per entity, one transaction]. Per-phase times come from wrapping the
+  module's functions with a timer (``read_delete`` is the rest: reading batches and the delete).
+- ``ours_empty``: the same into an empty day (another process deleted the day's predictions beforehand).
+- ``ours_rc``: ``ours`` with 3 reason codes (LightGBM ``pred_contrib``).
 - ``pandas``: what a Dagster user writes first [``con.execute("select * ...").df()``, categoricals coded with
   ``pd.Categorical``, ``Booster.predict`` on ``df[features].to_numpy()``, calibrate, build the output frame,
   delete the day and ``insert into ... by name select * from out`` in one transaction]; no validation.
+- ``pandas_empty``: the same into an empty day.
 """
 
 from __future__ import annotations
@@ -58,14 +65,26 @@ def worker(tool: str, db: str, day: date, memory_limit: str | None = None) -> di
     booster = model.scorer.booster
     features = [c for c in model.signature.features]
     result: dict = {"tool": tool, "day": str(day)}
-    if tool == "floor":
+    if tool == "empty":
+        # Run in a process of its own before an ``*_empty`` tool, so that tool's peak memory is its own.
+        scoring.ensure_predictions_table(con, uc)
+        con.execute(f"delete from {uc.predictions_table} where {uc.partition_column} = ?", [day])
+        con.execute("checkpoint")
+        con.close()
+        return result
+    tool, empty = tool.removesuffix("_empty"), tool.endswith("_empty")
+    result["empty_day"] = empty
+    if tool in ("floor", "floor_batched"):
         sql = scoring._feature_sql(uc, features)
         frame = con.execute(sql, [day]).pl()
-        matrix = model.signature.matrix(frame)
+        # Row-major, the layout LightGBM predicts fastest (polars hands out a column-major matrix).
+        matrix = np.ascontiguousarray(model.signature.matrix(frame))
         del frame
         result["rows"] = matrix.shape[0]
+        step = uc.batch_rows if tool == "floor_batched" else matrix.shape[0]
         t0 = time.perf_counter()
-        booster.predict(matrix)
+        for start in range(0, matrix.shape[0], step):
+            booster.predict(matrix[start : start + step])
         result["seconds"] = time.perf_counter() - t0
     elif tool in ("ours", "ours_rc"):
         uc = replace(uc, reason_codes=3 if tool == "ours_rc" else 0)
@@ -73,7 +92,7 @@ def worker(tool: str, db: str, day: date, memory_limit: str | None = None) -> di
         t0 = time.perf_counter()
         schema = input_schema(uc, model, training_ranges(con, uc, model))
         result["schema_seconds"] = time.perf_counter() - t0
-        phases = {"validate": 0.0, "encode": 0.0, "predict_total": 0.0, "insert": 0.0}
+        phases = {"validate": 0.0, "encode": 0.0, "predict_total": 0.0, "insert": 0.0, "unique_check": 0.0}
 
         def timed(name, fn):
             def wrapper(*args, **kwargs):
@@ -106,6 +125,7 @@ def worker(tool: str, db: str, day: date, memory_limit: str | None = None) -> di
         scoring.validate_batch = timed("validate", scoring.validate_batch)
         scoring.predict_batch = timed("predict_total", scoring.predict_batch)
         scoring._insert = timed("insert", scoring._insert)
+        scoring._check_unique = timed("unique_check", scoring._check_unique)
         training.Signature.matrix = timed("encode", training.Signature.matrix)
         t0 = time.perf_counter()
         scored = scoring.score_day(con, uc, model, day, run_id=f"bench-{tool}", schema=schema)
@@ -115,7 +135,12 @@ def worker(tool: str, db: str, day: date, memory_limit: str | None = None) -> di
         result["batches"] = scored.batches
         phases["predict_model"] = phases["predict_total"] - phases["encode"]  # booster + calibration + arrow
         phases["read_delete"] = (
-            result["seconds"] - phases["validate"] - phases["predict_total"] - phases["insert"] - phases["commit"]
+            result["seconds"]
+            - phases["validate"]
+            - phases["predict_total"]
+            - phases["insert"]
+            - phases["unique_check"]
+            - phases["commit"]
         )
         result["phases"] = phases
     elif tool == "pandas":
@@ -159,6 +184,15 @@ def worker(tool: str, db: str, day: date, memory_limit: str | None = None) -> di
 
 
 def run(tool: str, db: str, rows: int, memory_limit: str | None = None) -> dict:
+    if tool.endswith("_empty"):
+        emptied = subprocess.run(
+            [sys.executable, __file__, "--worker", "empty", "--db", db, "--day", str(SIZE_DAYS[rows])],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        if emptied.returncode:
+            raise RuntimeError(f"emptying {SIZE_DAYS[rows]}: {emptied.stderr[-3000:]}")
     load = os.getloadavg()[0]
     cmd = [sys.executable, __file__, "--worker", tool, "--db", db, "--day", str(SIZE_DAYS[rows])]
     if memory_limit:
@@ -167,6 +201,7 @@ def run(tool: str, db: str, rows: int, memory_limit: str | None = None) -> dict:
     if done.returncode:
         raise RuntimeError(f"{tool} at {rows}: {done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["tool"] = tool
     result["load_1min_before"] = load
     result["size"] = rows
     result["memory_limit"] = memory_limit
@@ -175,8 +210,11 @@ def run(tool: str, db: str, rows: int, memory_limit: str | None = None) -> dict:
 
 
 def summary(results: list[dict]) -> None:
-    print("\n| rows | tool | wall s median (min-max) | s per 1M rows | peak MiB median (min-max) | runs |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| rows | tool | wall s median (min-max) | s per 1M rows | peak MiB median (min-max) | runs | "
+        "load 1 min (min-max) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     groups: dict[tuple[int, str], list[dict]] = {}
     for r in results:
         groups.setdefault((r["size"], r["tool"]), []).append(r)
@@ -186,7 +224,8 @@ def summary(results: list[dict]) -> None:
         med = statistics.median(s)
         print(
             f"| {rows:,} | {tool} | {med:.2f} ({min(s):.2f}-{max(s):.2f}) | {med / rows * 1e6:.2f} | "
-            f"{statistics.median(m):.0f} ({min(m):.0f}-{max(m):.0f}) | {len(rs)} |"
+            f"{statistics.median(m):.0f} ({min(m):.0f}-{max(m):.0f}) | {len(rs)} | "
+            f"{min(r['load_1min_before'] for r in rs):.1f}-{max(r['load_1min_before'] for r in rs):.1f} |"
         )
         if "phases" in rs[0]:
             keys = [k for k in rs[0]["phases"] if all(k in r["phases"] for r in rs)]
@@ -194,6 +233,15 @@ def summary(results: list[dict]) -> None:
                 "    phases (median s): "
                 + ", ".join(f"{k} {statistics.median(r['phases'][k] for r in rs):.2f}" for k in keys)
             )
+    medians = {key: statistics.median(r["seconds"] for r in rs) for key, rs in groups.items()}
+    for (rows, tool), med in medians.items():
+        floors = [medians[(rows, f)] for f in ("floor", "floor_batched") if (rows, f) in medians]
+        if floors and not tool.startswith("floor"):
+            print(f"{rows:,} rows: {tool} = {med / min(floors):.2f}x the floor (the faster floor's median)")
+    for suffix in ("", "_empty"):
+        ours, pandas = medians.get((1_000_000, f"ours{suffix}")), medians.get((1_000_000, f"pandas{suffix}"))
+        if ours and pandas:
+            print(f"1,000,000 rows{suffix.replace('_', ', ')}: pandas{suffix} / ours{suffix} = {pandas / ours:.2f}x")
 
 
 def main() -> None:
@@ -211,11 +259,11 @@ def main() -> None:
         return
     plan = []
     if "p1" in args.only:
-        plan += [(t, 1_000_000) for t in ("floor", "ours", "pandas")]
+        plan += [(t, 1_000_000) for t in ("floor", "floor_batched", "ours_empty", "ours", "pandas_empty", "pandas")]
     if "rc" in args.only:
         plan += [(t, 100_000) for t in ("ours", "ours_rc")]
     if "p3" in args.only:
-        plan += [("ours", 10_000_000)]
+        plan += [(t, 10_000_000) for t in ("ours_empty", "ours")]
     results = []
     with open(args.out, "a") as out:
         for _ in range(args.runs):

@@ -207,7 +207,9 @@ def predict_batch(model: LoadedModel, frame: pl.DataFrame, uc: UseCase) -> pa.Ta
 
     Contributions are LightGBM's SHAP values (``pred_contrib``) on the raw log-odds scale, before calibration.
     """
-    matrix = model.signature.matrix(frame)
+    # Row-major: polars hands out a column-major matrix, which LightGBM predicts about 30% slower (it walks
+    # each row across columns); the copy costs about 1% of the prediction.
+    matrix = np.ascontiguousarray(model.signature.matrix(frame))
     probability = model.scorer.calibrator.apply(model.scorer.booster.predict(matrix))
     columns = {
         uc.partition_column: frame.get_column(uc.partition_column).to_arrow(),
