@@ -327,3 +327,28 @@ def test_a_missing_feature_opens_an_error_alert_naming_it_without_crashing(monit
         ).fetchone() == ("origin_wind_gust",)
     finally:
         con.close()
+
+
+def test_the_dbt_hook_creates_the_monitoring_tables_exactly_as_python_does(pipeline: Pipeline, tmp_path: Path):
+    from dagster_project.monitoring import ensure_monitoring_tables
+
+    layout = (
+        "select table_name, column_name, data_type, is_nullable from duckdb_columns() "
+        "where schema_name = 'monitoring' and table_name in (select table_name from duckdb_tables() "
+        "where schema_name = 'monitoring' and not contains(table_name, '__')) order by all"
+    )
+    keys = (
+        "select table_name, constraint_type, constraint_column_names from duckdb_constraints() "
+        "where schema_name = 'monitoring' and not contains(table_name, '__') order by all"
+    )
+    with duckdb.connect(str(tmp_path / "fresh.duckdb")) as fresh:
+        ensure_monitoring_tables(fresh)
+        python = fresh.execute(layout).fetchall(), fresh.execute(keys).fetchall()
+    # dbt ran before the first monitoring in the session: its on-run-start hook created the tables.
+    with duckdb.connect(str(pipeline.settings.warehouse_path), read_only=True) as con:
+        created_by_dbt = con.execute(layout).fetchall(), con.execute(keys).fetchall()
+        # Python found them as it wanted them: nothing was set aside as an older layout.
+        assert con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'monitoring' and contains(table_name, '__')"
+        ).fetchone() == (0,)
+    assert created_by_dbt == python and len({t for t, *_ in python[0]}) == 6
