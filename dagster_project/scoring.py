@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -39,6 +40,12 @@ from dagster_project.validation import (
     validate_batch,
 )
 from dagster_project.warehouse import ensure_schema, transaction
+
+# DuckDB caches every block it reads or writes up to its memory_limit (by default 80% of the machine's RAM):
+# scoring a 10M-row day grew the process to 2.8 GiB, most of it cached feature blocks never read again.
+# Scoring caps DuckDB's memory while it writes, so the process's peak follows the batch size, not the day;
+# what does not fit (the uniqueness check's hash table on a very large day) spills to DuckDB's temp directory.
+SCORING_MEMORY_LIMIT = "512MiB"
 
 # The table always has at least this many reason-code slots, whatever scoring.reason_codes says, so its
 # layout (and the dbt mart and on-run-start hook built on it, see dbt/macros) does not depend on the YAML;
@@ -289,7 +296,7 @@ def score_day(
     # A second connection reads while this one writes: a new query on the writing connection would end the
     # open result. It reads committed feature rows; the writes stay in this connection's transaction.
     reader = con.cursor()
-    try:
+    with closing(reader), duckdb_memory_limit(con, SCORING_MEMORY_LIMIT):
         batches_in = reader.execute(_feature_sql(uc, features), [day]).to_arrow_reader(uc.batch_rows)
         try:
             with transaction(con):
@@ -321,8 +328,6 @@ def score_day(
             with transaction(con):
                 _quarantine(con, uc, day, failures, run_id, scored_at, rejected=True)
             raise
-    finally:
-        reader.close()
     return ScoredDay(
         day,
         rows,
@@ -359,6 +364,21 @@ def score_days(
         if on_day is not None:
             on_day(scored, line)
     return results, schema
+
+
+@contextmanager
+def duckdb_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """Run the block with DuckDB's memory_limit set to ``limit`` (a database-wide setting), then restore it."""
+    (previous,) = con.execute("select current_setting('memory_limit')").fetchone()
+    con.execute(f"set memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        # DuckDB shows the setting rounded to 0.1 GiB: setting that text back would drift run after run, so
+        # the default is restored exactly and only a limit the caller had set is set back from its text.
+        con.execute("reset memory_limit")
+        if con.execute("select current_setting('memory_limit')").fetchone()[0] != previous:
+            con.execute(f"set memory_limit = '{previous}'")
 
 
 def _check_unique(con: duckdb.DuckDBPyConnection, uc: UseCase, day: date, rows: int) -> None:

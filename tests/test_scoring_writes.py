@@ -48,7 +48,10 @@ def test_rescoring_a_day_again_and_again_keeps_one_row_per_entity(pipeline: Pipe
     features = copy.query("select count(*) from features.flight_features where flight_date = ?", [DAY])[0][0]
     with duckdb.connect(copy.warehouse.warehouse_path) as con:
         model = load_champion(con, uc.model_name)
+        memory_limit = con.execute("select current_setting('memory_limit')").fetchone()
         runs = [score_day(con, uc, model, DAY, f"rerun-{i}") for i in range(3)]
+        # Scoring caps DuckDB's memory while it writes and gives the connection its own setting back.
+        assert con.execute("select current_setting('memory_limit')").fetchone() == memory_limit
     assert {run.rows for run in runs} == {features}
     assert _day_counts(copy, DAY) == (features, features, 1)
     assert copy.query("select distinct run_id from predictions.flight_delay where flight_date = ?", [DAY]) == [
