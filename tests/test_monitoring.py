@@ -352,3 +352,25 @@ def test_the_dbt_hook_creates_the_monitoring_tables_exactly_as_python_does(pipel
             "select count(*) from duckdb_tables() where schema_name = 'monitoring' and contains(table_name, '__')"
         ).fetchone() == (0,)
     assert created_by_dbt == python and len({t for t, *_ in python[0]}) == 6
+
+
+def test_a_monitoring_table_of_an_older_layout_is_set_aside_and_recreated(tmp_path: Path):
+    from dagster_project.monitoring import ensure_monitoring_tables
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("create schema monitoring")
+    con.execute("create table monitoring.alerts (alert_id varchar primary key, partition_date date, severity varchar)")
+    con.execute("insert into monitoring.alerts values ('a1', '2013-07-01', 'warn')")
+    con.execute("create view monitoring.alert_list as select alert_id, severity from monitoring.alerts")
+    ensure_monitoring_tables(con)
+    ensure_monitoring_tables(con)  # the second call finds every table as it wants it
+    tables = {
+        t for (t,) in con.execute("select table_name from duckdb_tables() where schema_name = 'monitoring'").fetchall()
+    }
+    backups = [t for t in tables if t.startswith("alerts__before_")]
+    assert len(tables) == 7 and len(backups) == 1  # six tables and the old rows, kept
+    assert con.execute(f"select alert_id from monitoring.{backups[0]}").fetchall() == [("a1",)]
+    assert "state" in {
+        c for (c,) in con.execute("select column_name from duckdb_columns() where table_name = 'alerts'").fetchall()
+    }
+    assert con.execute("select count(*) from monitoring.alert_list").fetchone() == (0,)  # the view binds to the new one

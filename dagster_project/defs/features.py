@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dagster_project.defs.resources import DBT_PROJECT, WAREHOUSE_POOL, WarehouseResource
+from dagster_project.monitoring import ensure_monitoring_tables
 
 
 class SchemaQualifiedTranslator(DagsterDbtTranslator):
@@ -35,6 +36,10 @@ def warehouse_dbt_models(
 ) -> Iterator:
     """Build the staging, intermediate and feature models, the analyst and monitoring marts, and run their tests."""
     warehouse.settings.export_for_dbt()
+    # A warehouse from an older release may hold monitoring tables of an older layout, which the dbt hook
+    # (create if not exists) would leave as they are and the monitoring marts could not bind to: migrate first.
+    with warehouse.connection() as con:
+        ensure_monitoring_tables(con)
     invocation = dbt.cli(["build"], context=context)
     yield from invocation.stream()
     # dagster-dbt copies the partial-parse file into a new target folder per call (44 MB after 30 calls).
