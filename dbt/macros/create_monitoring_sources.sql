@@ -3,11 +3,8 @@
     creates them empty, with exactly the columns, types and keys of the Python DDL (a test compares the two),
     so the mart views bind from the first build. -#}
 {% macro create_monitoring_sources() -%}
-    create schema if not exists monitoring;
-    create table if not exists monitoring.performance_daily (
-        partition_date date not null,
-        model_name varchar not null,
-        model_version integer not null,
+    {#- The metric columns shared by the overall and the per-segment performance tables (_METRIC_COLUMNS). -#}
+    {%- set metric_columns -%}
         n_scored integer not null,
         n_labelled integer not null,
         label_share double,
@@ -32,6 +29,13 @@
         insufficient_data boolean not null,
         labels_as_of timestamp,
         computed_at timestamptz not null,
+    {%- endset %}
+    create schema if not exists monitoring;
+    create table if not exists monitoring.performance_daily (
+        partition_date date not null,
+        model_name varchar not null,
+        model_version integer not null,
+        {{ metric_columns }}
         primary key (partition_date, model_name)
     );
     create table if not exists monitoring.performance_segments_daily (
@@ -40,30 +44,7 @@
         model_version integer not null,
         segment_column varchar not null,
         segment_value varchar not null,
-        n_scored integer not null,
-        n_labelled integer not null,
-        label_share double,
-        threshold double,
-        base_rate double,
-        mean_prediction double,
-        roc_auc double,
-        pr_auc double,
-        log_loss double,
-        brier double,
-        ece double,
-        precision double,
-        recall double,
-        est_roc_auc double,
-        est_precision double,
-        est_recall double,
-        est_roc_auc_error double,
-        est_precision_error double,
-        est_recall_error double,
-        status varchar not null,
-        status_reason varchar,
-        insufficient_data boolean not null,
-        labels_as_of timestamp,
-        computed_at timestamptz not null,
+        {{ metric_columns }}
         primary key (partition_date, model_name, segment_column, segment_value)
     );
     create table if not exists monitoring.feature_drift_daily (
