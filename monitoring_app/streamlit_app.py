@@ -195,7 +195,8 @@ def show_alerts(alerts: pd.DataFrame, published: bool) -> None:
     n_open = int((ordered["state"] == "open").sum())
     st.caption(
         f"{_plural(n_open, 'alert')} open, {len(ordered) - n_open} closed; open first, errors before warnings. "
-        "An alert opens on the first day its rule fires and closes on the first monitored day it no longer does; "
+        "An alert opens on the first day its rule fires and closes once the rule has held for a few monitored days "
+        "in a row (monitoring.alert_close_after_days; a rule firing again sooner keeps the same alert open); "
         "an open error alert on realised performance starts a retraining."
     )
     st.dataframe(
